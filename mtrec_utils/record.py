@@ -26,7 +26,7 @@ from .config import get_device, resolve_profile
 from .io import atomic_write_json
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_current: "Run | None" = None
+_current: Run | None = None
 
 
 @dataclass

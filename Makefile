@@ -1,0 +1,65 @@
+# mtrec workbook: set-up, execution and tests.
+#
+#   make workbook            set up, fetch data, execute every notebook (PROFILE=auto)
+#   make workbook PROFILE=smoke|cpu|gpu
+#   make test                set up, fetch data, lint, then unit + notebook tests (smoke)
+#   make lab                 JupyterLab on the notebooks with the workbook's kernel
+#
+# Overridable: PYTHON (the interpreter that creates .venv), VENV, PROFILE, PYTEST_ARGS, and
+# TORCH_SPEC, the pip arguments that install PyTorch first (e.g.
+# TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu121"). An installed torch
+# that satisfies the package's range is kept; it is never reinstalled.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PROFILE     ?= auto
+TORCH_SPEC  ?= torch==2.13.0
+PYTEST_ARGS ?=
+KERNEL_NAME ?= mtrec
+
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.mtrec-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export MPLBACKEND ?= Agg
+
+.PHONY: setup data workbook test lint lab clean help
+
+help:
+	@sed -n '2,12p' Makefile
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+		echo "torch $$($(PY) -c 'import torch; print(torch.__version__)') already installed: kept"; \
+	else \
+		echo "installing PyTorch first: pip install $(TORCH_SPEC)"; \
+		$(PY) -m pip install --quiet $(TORCH_SPEC); \
+	fi
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m ipykernel install --user --name $(KERNEL_NAME) --display-name "Python (mtrec)" >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	$(PY) -m mtrec_utils.data
+
+workbook: data
+	$(PY) -m mtrec_utils.run --profile $(PROFILE)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: data lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

