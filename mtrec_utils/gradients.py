@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -76,13 +77,19 @@ def init_params(dim: int, hidden: int, generator: torch.Generator, dtype=torch.f
     }
 
 
-def task_losses(params: Params, data: TwoTaskData) -> Tensor:
-    """``(2,)`` tensor ``[L_1, L_2]``: MSE of the regression head on task 1, BCE of the classifier on task 2."""
+def per_sample_losses(params: Params, data: TwoTaskData) -> tuple[Tensor, Tensor]:
+    """Per-sample losses: squared errors ``(N1,)`` of task 1 and binary cross-entropies ``(N2,)`` of task 2."""
     h1 = torch.tanh(data.x1 @ params["W1"].T + params["b1"])  # (N1, H)
     h2 = torch.tanh(data.x2 @ params["W1"].T + params["b1"])  # (N2, H)
-    loss1 = ((h1 @ params["w_r"] + params["b_r"] - data.r) ** 2).mean()
-    loss2 = F.binary_cross_entropy_with_logits(h2 @ params["w_c"] + params["b_c"], data.y)
-    return torch.stack([loss1, loss2])
+    sq_err = (h1 @ params["w_r"] + params["b_r"] - data.r) ** 2
+    bce = F.binary_cross_entropy_with_logits(h2 @ params["w_c"] + params["b_c"], data.y, reduction="none")
+    return sq_err, bce
+
+
+def task_losses(params: Params, data: TwoTaskData) -> Tensor:
+    """``(2,)`` tensor ``[L_1, L_2]``: mean squared error on task 1, mean cross-entropy on task 2."""
+    sq_err, bce = per_sample_losses(params, data)
+    return torch.stack([sq_err.mean(), bce.mean()])
 
 
 def joint_loss(params: Params, data: TwoTaskData, weights: Sequence[float] = (0.5, 0.5)) -> Tensor:
@@ -151,11 +158,15 @@ def gradcheck(
         ``{"autograd": e1, "finite_diff": e2, "max": max(e1, e2)}``: the largest
         per-parameter :func:`relative_error` of each comparison.
     """
+
     def loss_fn(p):
         return joint_loss(p, data, weights)
 
     mine = analytic_grad(params, data, weights)
-    refs = {"autograd": autograd_grad(loss_fn, params), "finite_diff": finite_difference_grad(loss_fn, params, eps)}
+    refs = {
+        "autograd": autograd_grad(loss_fn, params),
+        "finite_diff": finite_difference_grad(loss_fn, params, eps),
+    }
     out = {key: max(relative_error(mine[k], ref[k]) for k in mine) for key, ref in refs.items()}
     out["max"] = max(out.values())
     return out
@@ -166,7 +177,16 @@ def flatten(params: Params) -> Tensor:
     return torch.cat([params[k].reshape(-1) for k in PARAM_NAMES])
 
 
-OPTIMIZER_RUNS = ("sgd_l2_in_loss", "sgd_article_rule", "torch_sgd_weight_decay", "adam_l2_in_loss", "torch_adam_weight_decay", "torch_adamw", "adam_article_rule")
+# kind -> (update direction, where the weight decay goes)
+OPTIMIZER_RUNS: dict[str, tuple[str, str]] = {
+    "sgd_l2_in_loss": ("sgd", "loss"),
+    "sgd_article_rule": ("sgd", "article"),
+    "torch_sgd_weight_decay": ("sgd", "torch"),
+    "adam_l2_in_loss": ("adam", "loss"),
+    "torch_adam_weight_decay": ("adam", "torch"),
+    "torch_adamw": ("adamw", "torch"),
+    "adam_article_rule": ("adam", "article"),
+}
 
 
 def run_optimizer(
@@ -174,41 +194,45 @@ def run_optimizer(
 ) -> Tensor:
     """Train a copy of ``params`` for ``steps`` full-batch steps; return the final flat parameters ``(P,)``.
 
-    ``kind`` is one of ``OPTIMIZER_RUNS``: ``*_l2_in_loss`` add ``weight_decay/2 ||theta||^2`` to the loss;
-    ``*_article_rule`` apply ``theta <- theta - lr * direction - lr * weight_decay * theta`` by hand,
-    with ``direction`` the gradient (SGD) or Adam's bias-corrected ``m / (sqrt(v) + eps)``;
-    ``torch_*`` use the PyTorch optimizer with its ``weight_decay`` argument.
+    ``kind`` (a key of ``OPTIMIZER_RUNS``) says where the weight decay goes: ``loss`` adds
+    ``weight_decay/2 ||theta||^2`` to the loss; ``article`` applies the article's rule
+    ``theta <- theta - lr * direction - lr * weight_decay * theta`` by hand, with ``direction`` the
+    gradient (SGD) or Adam's ``m_hat / (sqrt(v_hat) + 1e-8)`` (betas 0.9, 0.999); ``torch`` passes
+    ``weight_decay`` to the PyTorch optimizer.
     """
-    check_choice("kind", kind, OPTIMIZER_RUNS)
+    method, decay = OPTIMIZER_RUNS[check_choice("kind", kind, OPTIMIZER_RUNS)]
     theta = [params[k].detach().clone().requires_grad_(True) for k in PARAM_NAMES]
-    l2 = weight_decay if kind.endswith("l2_in_loss") else 0.0
-    torch_wd = weight_decay if kind.startswith("torch") else 0.0
-    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "torch_adamw": torch.optim.AdamW}
-    opt_name = "torch_adamw" if kind == "torch_adamw" else ("sgd" if "sgd" in kind else "adam")
-    opt = cls[opt_name](theta, lr=lr, weight_decay=torch_wd) if "article" not in kind else None
-    m = [torch.zeros_like(t) for t in theta]
-    v = [torch.zeros_like(t) for t in theta]
+    opt = None
+    if decay != "article":
+        cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[method]
+        opt = cls(theta, lr=lr, weight_decay=weight_decay if decay == "torch" else 0.0)
+    m = [torch.zeros_like(p) for p in theta]
+    v = [torch.zeros_like(p) for p in theta]
     for t in range(1, steps + 1):
-        loss = loss_fn(dict(zip(PARAM_NAMES, theta))) + l2 / 2 * sum((p**2).sum() for p in theta)
+        loss = loss_fn(dict(zip(PARAM_NAMES, theta)))
+        if decay == "loss":
+            loss = loss + weight_decay / 2 * sum((p**2).sum() for p in theta)
         grads = torch.autograd.grad(loss, theta)
-        if opt is not None:
-            for p, g in zip(theta, grads):
-                p.grad = g
-            opt.step()
-            continue
         with torch.no_grad():
             for p, g, mi, vi in zip(theta, grads, m, v):
-                direction = g
-                if kind == "adam_article_rule":  # Adam's defaults: betas (0.9, 0.999), eps 1e-8
-                    mi.mul_(0.9).add_(0.1 * g)
-                    vi.mul_(0.999).add_(0.001 * g * g)
-                    direction = (mi / (1 - 0.9**t)) / ((vi / (1 - 0.999**t)).sqrt() + 1e-8)
-                p.sub_(lr * direction + lr * weight_decay * p)
+                if opt is not None:
+                    p.grad = g
+                    continue
+                mi.mul_(0.9).add_(0.1 * g)
+                vi.mul_(0.999).add_(0.001 * g * g)
+                adam = (mi / (1 - 0.9**t)) / ((vi / (1 - 0.999**t)).sqrt() + 1e-8)
+                p.sub_(lr * (adam if method == "adam" else g) + lr * weight_decay * p)
+        if opt is not None:
+            opt.step()
     return torch.cat([p.detach().reshape(-1) for p in theta])
 
 
 def compare_optimizers(
-    params: Params, loss_fn: Callable[[Params], Tensor], lr: float = 0.1, weight_decay: float = 0.1, steps: int = 20
+    params: Params,
+    loss_fn: Callable[[Params], Tensor],
+    lr: float = 0.1,
+    weight_decay: float = 0.1,
+    steps: int = 20,
 ) -> dict[str, float]:
     """Run every ``OPTIMIZER_RUNS`` entry and measure how far apart the final parameters are.
 
@@ -253,7 +277,9 @@ def effective_task_weights(n_samples: Sequence[int], scheme: str, normalize: boo
         ``(k,)`` float64 weights.
     """
     check_choice("scheme", scheme, OBJECTIVES)
-    n = torch.as_tensor([check_positive("n_samples", int(x), integer=True) for x in n_samples], dtype=torch.float64)
+    n = torch.as_tensor(
+        [check_positive("n_samples", int(x), integer=True) for x in n_samples], dtype=torch.float64
+    )
     if scheme == "task_mean":
         w = torch.full_like(n, 1 / len(n))
     elif scheme == "per_sample":
@@ -267,6 +293,42 @@ def effective_task_weights(n_samples: Sequence[int], scheme: str, normalize: boo
 
 def task_gradient_cosine(losses: Tensor, shared_params: Sequence[Tensor]) -> Tensor:
     """``(k, k)`` cosine similarities of the task gradients on the shared parameters."""
-    flat = torch.stack([torch.cat([g.reshape(-1) for g in gi]) for gi in task_gradients(losses, shared_params)])
+    flat = torch.stack(
+        [torch.cat([g.reshape(-1) for g in gi]) for gi in task_gradients(losses, shared_params)]
+    )
     unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)
     return (unit @ unit.T).detach()
+
+
+def train_shared_model(
+    params: Params, data: TwoTaskData, strategy, steps: int = 200, lr: float = 0.1
+) -> pd.DataFrame:
+    """Full-batch SGD on the shared model with a weighting strategy; one history row per step.
+
+    Args:
+        params: initial parameters (copied, not modified).
+        data: the two tasks' data.
+        strategy: a :class:`~mtrec_utils.weighting.WeightingStrategy` for 2 tasks.
+        steps: SGD steps.
+        lr: learning rate (also for the strategy's own parameters, if any).
+
+    Returns:
+        DataFrame with ``step, loss_task1, loss_task2, weight_task1, weight_task2, cosine``
+        (``cosine``: of the two task gradients on the shared trunk ``W1, b1``).
+    """
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    shared = [theta["W1"], theta["b1"]]
+    strategy = strategy.to(torch.float64)
+    opt = torch.optim.SGD(list(theta.values()) + list(strategy.parameters()), lr=lr)
+    rows = []
+    for step in range(steps):
+        losses = task_losses(theta, data)
+        cosine = float(task_gradient_cosine(losses, shared)[0, 1])
+        opt.zero_grad()
+        result = strategy.combine(losses, shared, step)
+        result.backward()
+        opt.step()
+        rows.append([step, *losses.tolist(), *result.weights.tolist(), cosine])
+    return pd.DataFrame(
+        rows, columns=["step", "loss_task1", "loss_task2", "weight_task1", "weight_task2", "cosine"]
+    )

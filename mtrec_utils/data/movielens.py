@@ -15,7 +15,6 @@ import csv
 import hashlib
 import io
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -89,7 +88,9 @@ def _check_all(tables: dict[str, pd.DataFrame]) -> None:
     fetch.check_table(tables["users"], USERS_SCHEMA, "users")
     for name, key in [("items", "item_id"), ("users", "user_id")]:
         if tables[name][key].duplicated().any():
-            raise ValueError(f"{name} has duplicated {key} values. Fix: delete the damaged file and fetch again.")
+            raise ValueError(
+                f"{name} has duplicated {key} values. Fix: delete the damaged file and fetch again."
+            )
 
 
 def read_grouplens(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
@@ -115,7 +116,9 @@ def read_wheel_tables(blobs: dict[str, bytes]) -> dict[str, pd.DataFrame]:
     if items.shape[1] != len(ITEMS_SCHEMA):
         raise ValueError(f"wheel items table has {items.shape[1]} columns, expected {len(ITEMS_SCHEMA)}")
     items.columns = list(ITEMS_SCHEMA)  # movie_id, movie_title, ..., IMDb_URL, then the 19 genre flags
-    items["video_release_date"] = items["video_release_date"].astype(object).where(items["video_release_date"].notna(), "")
+    items["video_release_date"] = (
+        items["video_release_date"].astype(object).where(items["video_release_date"].notna(), "")
+    )
     users = pd.read_parquet(io.BytesIO(blobs["users"]))
     return {"ratings": ratings, "items": items, "users": users}
 

@@ -1,0 +1,109 @@
+"""The language-model recommender: towers (ID + text fusion), a shared trunk, one head per task.
+
+::
+
+    user tower ─┐                                  ┌─ head "rating"   (B, 1)
+                ├─ [u, i, u*i] ─ pair trunk (MLP) ─┼─ head "like"     (B, 1)
+    item tower ─┤                                  └─ head "interest" (B, 1)
+                └───────────── item trunk (MLP) ───── head "genres"   (B, 19)
+
+Pair tasks (``task.input == "pair"``) read a user and an item; entity tasks (``"item"``,
+``"user"``) read one tower. Single-task training is this model with one task; joint training
+(notebook 04) is the same model with several, sharing the towers and trunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.tasks import Task
+from .heads import TaskHead
+
+
+def mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
+    """``Linear -> GELU -> Dropout -> Linear -> GELU``: (B, in_dim) -> (B, hidden)."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.GELU()
+    )
+
+
+class MultiTaskModel(nn.Module):
+    """Shared towers and trunks with one :class:`TaskHead` per task.
+
+    Args:
+        towers: ``{"user": tower, "item": tower}`` (pair tasks need both), each with ``.dim``.
+        tasks: the tasks this model serves.
+        hidden: width of the trunks.
+        dropout: dropout inside the trunks and heads.
+    """
+
+    def __init__(self, towers: dict[str, nn.Module], tasks: Sequence[Task], hidden: int = 128, dropout: float = 0.1):
+        super().__init__()
+        self.tasks = {t.name: t for t in tasks}
+        self.towers = nn.ModuleDict(towers)
+        needed = {"user", "item"} if any(t.input == "pair" for t in tasks) else set()
+        needed |= {t.input for t in tasks if t.input != "pair"}
+        missing = sorted(needed - set(towers))
+        if missing:
+            raise ValueError(f"tasks {list(self.tasks)} need towers {missing}; got towers {list(towers)}")
+        self.trunks = nn.ModuleDict()
+        if any(t.input == "pair" for t in tasks):
+            if towers["user"].dim != towers["item"].dim:
+                raise ValueError(f"user and item towers differ in dim: {towers['user'].dim} vs {towers['item'].dim}")
+            self.trunks["pair"] = mlp(3 * towers["user"].dim, hidden, dropout)
+        for kind in sorted({t.input for t in tasks} - {"pair"}):
+            self.trunks[kind] = mlp(towers[kind].dim, hidden, dropout)
+        self.heads = nn.ModuleDict({t.name: TaskHead(hidden, t, dropout=dropout) for t in tasks})
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the towers and trunks (shared by the tasks), for weighting strategies."""
+        return [p for m in (self.towers, self.trunks) for p in m.parameters() if p.requires_grad]
+
+    def pair_outputs(self, u: Tensor, i: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        """Heads of pair tasks from user vectors (B, d) and item vectors (B, d)."""
+        h = self.trunks["pair"](torch.cat([u, i, u * i], dim=-1))  # (B, hidden)
+        return {n: self.heads[n](h) for n in names}
+
+    def forward(self, batch: dict[str, Tensor], names: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Raw outputs of the named tasks (default: all) on one batch.
+
+        Args:
+            batch: ``{"user": (B,), "item": (B,), ...}`` entity indices (and labels, ignored).
+            names: task names; towers and trunks run once per batch, shared by these tasks.
+
+        Returns:
+            ``{name: (B, num_outputs)}``.
+        """
+        names = list(names or self.tasks)
+        unknown = [n for n in names if n not in self.tasks]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; this model serves {list(self.tasks)}")
+        vecs = {}
+        for n in names:
+            kinds = ("user", "item") if self.tasks[n].input == "pair" else (self.tasks[n].input,)
+            for k in kinds:
+                if k not in vecs:
+                    vecs[k] = self.towers[k](batch[k])  # (B, d)
+        out = {}
+        pair = [n for n in names if self.tasks[n].input == "pair"]
+        if pair:
+            out.update(self.pair_outputs(vecs["user"], vecs["item"], pair))
+        for kind in {self.tasks[n].input for n in names} - {"pair"}:
+            h = self.trunks[kind](vecs[kind])  # (B, hidden)
+            out.update({n: self.heads[n](h) for n in names if self.tasks[n].input == kind})
+        return {n: out[n] for n in names}
+
+    @torch.no_grad()
+    def score_items(self, name: str, users: Tensor, num_items: int, chunk: int = 64) -> Tensor:
+        """Scores of task ``name`` for every (user, item): (U, num_items); items are encoded once."""
+        items = self.towers["item"](torch.arange(num_items, device=users.device))  # (I, d)
+        rows = []
+        for start in range(0, len(users), chunk):
+            u = self.towers["user"](users[start : start + chunk])  # (C, d)
+            uu = u.repeat_interleave(num_items, dim=0)  # (C*I, d)
+            ii = items.repeat(len(u), 1)  # (C*I, d)
+            rows.append(self.pair_outputs(uu, ii, [name])[name].reshape(len(u), num_items))
+        return torch.cat(rows)

@@ -1,0 +1,313 @@
+"""The training engine: ``train_one_epoch``, ``evaluate`` and ``fit``, for one task or several.
+
+A model is called as ``model(batch, task_names) -> {name: (B, num_outputs)}``. Each task reads
+the batches of its ``task.data`` loader; one training step draws one batch per data source
+(shorter loaders start over), computes every task's loss, and hands the ``(k,)`` losses to a
+weighting strategy (:mod:`mtrec_utils.weighting`; default: their plain sum), whose
+``CombineResult`` gives the update. Single-task training is the case ``k = 1``.
+
+Hugging Face Accelerate places the model and batches on the device and runs mixed precision;
+the same code runs on CPU and GPU. ``fit`` evaluates on validation data after every epoch,
+stops early when the monitored metric has not improved for ``patience`` epochs, writes the best
+weights atomically (safetensors) and restores them at the end, logs TensorBoard scalars, and
+returns the history as a DataFrame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import cycle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import safetensors.torch
+import torch
+from tqdm.auto import tqdm
+
+from .data.datasets import RankingEval, TensorDictDataset
+from .data.tasks import Task, validate_labels
+from .io import atomic_write_bytes
+from .models.heads import task_loss, task_metric, to_predictions
+from .models.towers import EncoderText
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the monitored value has not improved for ``patience`` evaluations in a row."""
+
+    patience: int
+    higher_is_better: bool
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+
+    def step(self, value: float, epoch: int) -> bool:
+        """Record ``value`` of ``epoch``; True if it is the best so far."""
+        better = self.best is None or (value > self.best if self.higher_is_better else value < self.best)
+        if better:
+            self.best, self.best_epoch, self.bad_epochs = float(value), epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+
+def make_accelerator(device: str = "auto", mixed_precision: str = "no", gradient_accumulation_steps: int = 1):
+    """An ``accelerate.Accelerator`` for ``device`` ("auto" | "cpu" | "cuda") and ``mixed_precision``.
+
+    Accelerate keeps one global state per process; it is reset here so that notebooks can
+    build accelerators with different settings one after the other.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from .config import check_choice, get_device
+
+    check_choice("mixed_precision", mixed_precision, ("no", "fp16", "bf16"))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    cpu = get_device(device).type == "cpu"
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps)
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | Path) -> Path:
+    """Write the model's state dict to ``path`` atomically (safetensors); ``load_checkpoint`` reads it."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    return atomic_write_bytes(path, safetensors.torch.save(state))
+
+
+def load_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load weights written by :func:`save_checkpoint` into ``model`` (strict) and return it."""
+    device = next(model.parameters()).device
+    model.load_state_dict(safetensors.torch.load_file(str(path), device=str(device)))
+    return model
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def check_task_data(tasks: Sequence[Task], data: Mapping[str, object], part: str = "training") -> None:
+    """Reject, before any training, a task whose data is missing or whose labels do not fit its loss."""
+    for t in tasks:
+        if t.data not in data:
+            raise ValueError(f"task {t.name!r} reads {part} data {t.data!r}, but only {sorted(data)} were given")
+        source = data[t.data]
+        dataset = getattr(source, "dataset", source)
+        if isinstance(dataset, TensorDictDataset):
+            if t.label not in dataset.tensors:
+                raise ValueError(f"task {t.name!r}: {part} data {t.data!r} has no column {t.label!r}")
+            validate_labels(t, dataset.tensors[t.label].numpy())
+        if t.kind == "ranking" and part != "training" and not isinstance(source, RankingEval):
+            raise ValueError(f"task {t.name!r} is a ranking task: its {part} data must be a RankingEval")
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    tasks: Sequence[Task],
+    loaders: Mapping[str, torch.utils.data.DataLoader],
+    optimizer: torch.optim.Optimizer,
+    accelerator,
+    strategy=None,
+    step: int = 0,
+    max_grad_norm: float | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, float], int]:
+    """One pass over the longest loader; returns mean losses/weights (``loss/<task>``, ``weight/<task>``) and the step count."""
+    from .weighting import EqualWeighting
+
+    strategy = strategy or EqualWeighting(len(tasks))
+    names, sources = [t.name for t in tasks], sorted({t.data for t in tasks})
+    n_steps = max(len(loaders[s]) for s in sources)
+    iters = {s: iter(loaders[s]) if len(loaders[s]) == n_steps else cycle(loaders[s]) for s in sources}
+    shared = model.shared_parameters() if hasattr(model, "shared_parameters") else None
+    sums, weight_sums = np.zeros(len(tasks)), np.zeros(len(tasks))
+    model.train()
+    bar = tqdm(range(n_steps), desc="train", leave=False, disable=not progress)
+    for _ in bar:
+        with accelerator.accumulate(model):
+            out, labels = {}, {}
+            for s in sources:
+                batch = _to(next(iters[s]), accelerator.device)
+                wanted = [t.name for t in tasks if t.data == s]
+                out.update(model(batch, wanted))
+                labels.update({t.name: batch[t.label] for t in tasks if t.data == s})
+            losses = torch.stack([task_loss(t, out[t.name], labels[t.name]) for t in tasks])  # (k,)
+            result = strategy.combine(losses, shared, step)
+            if result.grads is None:
+                accelerator.backward(result.loss)
+            else:  # gradient surgery (PCGrad) edits the shared gradients itself
+                result.backward()
+            if max_grad_norm is not None and accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        sums += losses.detach().float().cpu().numpy()
+        weight_sums += result.weights.detach().float().cpu().numpy()
+        step += 1
+        bar.set_postfix(loss=f"{float(result.loss):.4f}")
+    stats = {f"loss/{n}": v / n_steps for n, v in zip(names, sums)}
+    stats.update({f"weight/{n}": v / n_steps for n, v in zip(names, weight_sums)})
+    return stats, step
+
+
+@torch.no_grad()
+def ranking_scores(model: torch.nn.Module, task: Task, data: RankingEval, num_items: int | None = None) -> np.ndarray:
+    """(U, I) scores of ``data.users`` for every item, training items set to -inf."""
+    device = next(model.parameters(), torch.empty(0)).device
+    users, num_items = data.users.to(device), num_items or data.exclude.shape[1]
+    if hasattr(model, "score_items"):
+        scores = model.score_items(task.name, users, num_items)
+    else:
+        rows = []
+        for u in users.split(64):
+            batch = {"user": u.repeat_interleave(num_items), "item": torch.arange(num_items, device=device).repeat(len(u))}
+            rows.append(model(batch, [task.name])[task.name].reshape(len(u), num_items))
+        scores = torch.cat(rows)
+    scores = scores.float().cpu().masked_fill(data.exclude, float("-inf"))
+    return scores.numpy()
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tasks: Sequence[Task], data: Mapping[str, object], device=None) -> dict[str, float]:
+    """Metrics of every task on ``data`` (``{data name: DataLoader or RankingEval}``), keyed ``"<task>/<metric>"``."""
+    from . import metrics as M
+
+    model.eval()
+    device = device or next(model.parameters(), torch.empty(0)).device
+    results = {}
+    for t in [t for t in tasks if t.kind == "ranking"]:
+        scores = ranking_scores(model, t, data[t.data])
+        for m in t.metrics:
+            name, k = m.split("@")
+            fn = {"recall": M.recall_at_k, "ndcg": M.ndcg_at_k, "hr": M.hr_at_k}[name]
+            results[f"{t.name}/{m}"] = fn(scores, data[t.data].positives, int(k))
+    for s in sorted({t.data for t in tasks if t.kind != "ranking"}):
+        group = [t for t in tasks if t.data == s and t.kind != "ranking"]
+        preds, labels = {t.name: [] for t in group}, {t.name: [] for t in group}
+        for batch in data[s]:
+            batch = _to(batch, device)
+            out = model(batch, [t.name for t in group])
+            for t in group:
+                preds[t.name].append(to_predictions(t, out[t.name]))
+                labels[t.name].append(batch[t.label].cpu().numpy())
+        for t in group:
+            y, p = np.concatenate(labels[t.name]), np.concatenate(preds[t.name])
+            results.update({f"{t.name}/{m}": task_metric(t, m, y, p) for m in t.metrics})
+    return results
+
+
+def param_groups(model: torch.nn.Module, lr: float, encoder_lr: float | None, weight_decay: float) -> list[dict]:
+    """Optimizer groups: fine-tuned encoders get ``encoder_lr``, the rest ``lr``."""
+    enc = {id(p) for m in model.modules() if isinstance(m, EncoderText) for p in m.model.parameters()}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in enc]
+    groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay}]
+    enc_params = [p for p in model.parameters() if p.requires_grad and id(p) in enc]
+    if enc_params:
+        groups.append({"params": enc_params, "lr": encoder_lr or lr, "weight_decay": weight_decay})
+    return groups
+
+
+def fit(
+    model: torch.nn.Module,
+    tasks: Sequence[Task],
+    train_loaders: Mapping[str, torch.utils.data.DataLoader],
+    val_data: Mapping[str, object],
+    *,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    encoder_lr: float | None = None,
+    weight_decay: float = 0.0,
+    strategy=None,
+    monitor: str | None = None,
+    patience: int | None = None,
+    checkpoint_path: str | Path | None = None,
+    tb_dir: str | Path | None = None,
+    callbacks: Sequence[Callable[[pd.DataFrame], bool | None]] = (),
+    device: str = "auto",
+    mixed_precision: str = "no",
+    gradient_accumulation_steps: int = 1,
+    max_grad_norm: float | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train ``model`` on ``tasks``; evaluate each epoch; keep the best epoch's weights.
+
+    Args:
+        model: called as ``model(batch, names) -> {name: (B, out)}``.
+        tasks: the tasks trained together (one for single-task training).
+        train_loaders: ``{data name: DataLoader}`` for every ``task.data``.
+        val_data: ``{data name: DataLoader or RankingEval}`` for evaluation.
+        epochs: maximum epochs.
+        lr, encoder_lr, weight_decay: AdamW settings (``encoder_lr`` for fine-tuned encoders).
+        strategy: a :class:`~mtrec_utils.weighting.WeightingStrategy` (default: plain sum).
+        monitor: ``"<task>/<metric>"`` to early-stop on (default: the first task's ``monitor``).
+        patience: epochs without improvement before stopping (``None``: never stop early).
+        checkpoint_path: where the best weights go (safetensors); ``None``: kept in memory only.
+        tb_dir: TensorBoard log folder (e.g. ``OUTPUT_DIR/tb/<run>``), or ``None``.
+        callbacks: called with the history after each epoch; returning True stops training.
+        device, mixed_precision, gradient_accumulation_steps: passed to Accelerate.
+        max_grad_norm: clip gradients to this norm.
+        progress: show progress bars.
+
+    Returns:
+        History DataFrame (one row per epoch: ``epoch``, ``seconds``, ``loss/<task>``,
+        ``weight/<task>``, ``val/<task>/<metric>``); ``.attrs`` holds ``best_epoch``,
+        ``best_value``, ``monitor`` and ``checkpoint``.
+    """
+    check_task_data(tasks, train_loaders, "training")
+    check_task_data(tasks, val_data, "validation")
+    monitor = monitor or f"{tasks[0].name}/{tasks[0].monitor}"
+    task_of = {t.name: t for t in tasks}
+    mon_task, _, mon_metric = monitor.partition("/")
+    if mon_task not in task_of or mon_metric not in task_of[mon_task].metrics:
+        raise ValueError(f"monitor={monitor!r} is not '<task>/<metric>' of these tasks: {[t.name + '/' + m for t in tasks for m in t.metrics]}")
+    accelerator = make_accelerator(device, mixed_precision, gradient_accumulation_steps)
+    if strategy is not None:
+        strategy.to(accelerator.device)
+    optimizer = torch.optim.AdamW(param_groups(model, lr, encoder_lr, weight_decay), lr=lr)
+    if strategy is not None and list(strategy.parameters()):
+        optimizer.add_param_group({"params": list(strategy.parameters()), "lr": lr, "weight_decay": 0.0})
+    model, optimizer = accelerator.prepare(model, optimizer)
+    stopper = EarlyStopping(patience or epochs + 1, task_of[mon_task].higher_is_better(mon_metric))
+    writer = None
+    if tb_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(tb_dir))
+    best_state, rows, step = None, [], 0
+    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
+    for epoch in bar:
+        start = time.perf_counter()
+        stats, step = train_one_epoch(model, tasks, train_loaders, optimizer, accelerator, strategy, step, max_grad_norm, progress)
+        val = evaluate(model, tasks, val_data, accelerator.device)
+        row = {"epoch": epoch, "step": step, "seconds": time.perf_counter() - start, **stats}
+        row.update({f"val/{k}": v for k, v in val.items()})
+        rows.append(row)
+        if writer is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    writer.add_scalar(k, v, epoch)
+        if stopper.step(val[monitor], epoch):
+            unwrapped = accelerator.unwrap_model(model)
+            if checkpoint_path is not None:
+                save_checkpoint(unwrapped, checkpoint_path)
+            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+        bar.set_postfix({monitor: f"{val[monitor]:.4f}", "best": f"{stopper.best:.4f}"})
+        history = pd.DataFrame(rows)
+        stop = [cb(history) for cb in callbacks]
+        if stopper.should_stop or any(stop):
+            break
+    if writer is not None:
+        writer.close()
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drops the autocast wrapper
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state)
+    history = pd.DataFrame(rows)
+    history.attrs.update(best_epoch=stopper.best_epoch, best_value=stopper.best, monitor=monitor,
+                         checkpoint=str(checkpoint_path) if checkpoint_path else None)  # fmt: skip
+    return history

@@ -1,0 +1,103 @@
+"""Interactive widgets for the notebooks (ipywidgets), each with a static fallback.
+
+Notebook 01's task-weight slider: the weight ``w_1`` of task 1 (``w_2 = 1 - w_1``) moves the
+minimiser of ``w_1 L_1 + w_2 L_2`` along the toy problem's Pareto front, and the arrows show the
+two task gradients and their weighted sum at the starting point. Without a front end (papermill,
+CI) nothing reacts to the slider, so notebooks also draw :func:`draw_task_weight` statically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from matplotlib.figure import Figure
+
+from .toy import ToyProblem, combined_gradient, plot_front, plot_landscape
+
+
+def draw_task_weight(
+    problem: ToyProblem, weights: float | Sequence[float], figure: Figure | None = None
+) -> Figure:
+    """Draw the Pareto points for one or more task-1 weights, with the gradient arrows of the first.
+
+    Args:
+        problem: the toy problem.
+        weights: task-1 weight(s) ``w_1`` in [0, 1].
+        figure: a Figure to draw into (cleared first), or ``None`` for a new one.
+
+    Returns:
+        The Figure: parameter space on the left, loss space on the right.
+    """
+    weights = [float(weights)] if isinstance(weights, (int, float)) else [float(w) for w in weights]
+    fig = figure if figure is not None else Figure(figsize=(11, 4.6))
+    fig.clear()
+    ax_theta, ax_loss = fig.subplots(1, 2)
+    plot_landscape(problem, ax=ax_theta)
+    plot_front(problem, ax=ax_loss)
+    start = problem.start
+    ax_theta.plot(*start.tolist(), "ks", ms=6, label="start")
+    g1, g2, g = combined_gradient(problem, start, weights[0])
+    arrows = (
+        (g, "gray", 4, "$-$combined"),
+        (g1, "tab:blue", 2, r"$-\nabla L_1$"),
+        (g2, "tab:orange", 2, r"$-\nabla L_2$"),
+    )
+    for vec, color, width, label in arrows:  # directions only: every arrow is drawn 0.7 long
+        tip = start - 0.7 * vec / vec.norm().clamp_min(1e-12)
+        props = dict(arrowstyle="->", color=color, lw=width)
+        ax_theta.annotate("", xy=tip.tolist(), xytext=start.tolist(), arrowprops=props)
+        ax_theta.plot([], [], color=color, lw=width, label=label)
+    for w, color in zip(weights, ("tab:purple", "tab:green", "tab:red", "tab:brown", "tab:pink")):
+        theta = problem.pareto_point(w)
+        losses = problem.losses(theta)
+        ax_theta.plot(
+            *theta.tolist(), "D", ms=9, color=color, mec="black", label=f"optimum for $w_1$={w:.2f}"
+        )
+        ax_loss.plot(*losses.tolist(), "D", ms=9, color=color, mec="black", label=f"$w_1$={w:.2f}")
+    ax_theta.legend(fontsize=7, loc="upper left")
+    ax_loss.legend(fontsize=8)
+    fig.suptitle(
+        rf"minimiser of $w_1 L_1 + (1-w_1) L_2$; arrows: descent directions (not lengths) at the start ($w_1$={weights[0]:.2f})"
+    )
+    fig.tight_layout()
+    return fig
+
+
+class TaskWeightSlider:
+    """A slider for ``w_1`` that redraws :func:`draw_task_weight` (display it with ``display(s.widget)``).
+
+    Attributes:
+        slider: the ``FloatSlider`` (0..1).
+        output: the ``Output`` widget the figure is drawn into.
+        widget: the ``VBox`` to display.
+        point: ``(2,)`` current Pareto point in parameter space; ``losses``: ``(2,)`` its losses.
+        figure: the matplotlib Figure last drawn.
+    """
+
+    def __init__(self, problem: ToyProblem | None = None, weight: float = 0.5) -> None:
+        import ipywidgets as widgets
+
+        self.problem = problem or ToyProblem()
+        self.slider = widgets.FloatSlider(
+            value=weight, min=0.0, max=1.0, step=0.01, description="w1 (task 1)", readout_format=".2f",
+            continuous_update=False, style={"description_width": "initial"},
+        )  # fmt: skip
+        self.output = widgets.Output()
+        self.widget = widgets.VBox([self.slider, self.output])
+        self.figure = Figure(figsize=(11, 4.6))
+        self.slider.observe(lambda change: self.update(change["new"]), names="value")
+        self.update(weight)
+
+    def update(self, weight: float) -> None:
+        """Move to task-1 weight ``weight``: recompute the point and redraw the figure."""
+        self.point = self.problem.pareto_point(weight)
+        self.losses = self.problem.losses(self.point)
+        draw_task_weight(self.problem, weight, self.figure)
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is None:  # plain Python (tests): nothing to draw into
+            return
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(self.figure)
