@@ -107,7 +107,7 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot record a value of type {type(value).__name__}; use a number, str, list or dict")
 
 
-def record(name: str, value: Any, *, show: bool = True) -> Any:
+def record(name: str, value: Any, *, show: bool = True) -> None:
     """Record metric ``name`` = ``value`` for the active run, write it atomically and display it.
 
     Args:
@@ -115,8 +115,7 @@ def record(name: str, value: Any, *, show: bool = True) -> Any:
         value: a number, string, or a list/dict of them.
         show: print ``name = value`` (default True).
 
-    Returns:
-        The stored (JSON-friendly) value.
+    Returns nothing, so that a notebook cell ending in ``record(...)`` shows the value once.
     """
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"metric name {name!r} must be snake_case (a-z, 0-9, _), starting with a letter")
@@ -127,7 +126,6 @@ def record(name: str, value: Any, *, show: bool = True) -> Any:
     if show:
         shown = f"{stored:.6g}" if isinstance(stored, float) else stored
         print(f"recorded {name} = {shown}")
-    return stored
 
 
 def load_metrics(path: str | Path) -> dict[str, Any]:

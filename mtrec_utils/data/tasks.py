@@ -139,22 +139,6 @@ def like_labels(ratings, threshold: float = 4.0) -> np.ndarray:
     return (np.asarray(ratings, dtype=np.float64) >= threshold).astype(np.float32)
 
 
-def multi_hot(lists: Sequence[Sequence[str]], names: Sequence[str]) -> np.ndarray:
-    """(N, len(names)) 0/1 matrix: row i has a 1 for each name in ``lists[i]``.
-
-    Raises:
-        ValueError: for a name not in ``names``.
-    """
-    col = {n: j for j, n in enumerate(names)}
-    out = np.zeros((len(lists), len(names)), dtype=np.float32)
-    for i, row in enumerate(lists):
-        for n in row:
-            if n not in col:
-                raise ValueError(f"label {n!r} (row {i}) is not one of {list(names)}")
-            out[i, col[n]] = 1.0
-    return out
-
-
 def movielens_tasks(genres: Sequence[str], k: int = 10) -> dict[str, Task]:
     """The four MovieLens u1 tasks, keyed by name.
 
