@@ -301,7 +301,7 @@ def task_gradient_cosine(losses: Tensor, shared_params: Sequence[Tensor]) -> Ten
 
 
 def train_shared_model(
-    params: Params, data: TwoTaskData, strategy, steps: int = 200, lr: float = 0.1
+    params: Params, data: TwoTaskData, strategy, steps: int = 200, lr: float = 0.1, track_cosine: bool = True
 ) -> pd.DataFrame:
     """Full-batch SGD on the shared model with a weighting strategy; one history row per step.
 
@@ -311,6 +311,7 @@ def train_shared_model(
         strategy: a :class:`~mtrec_utils.weighting.WeightingStrategy` for 2 tasks.
         steps: SGD steps.
         lr: learning rate (also for the strategy's own parameters, if any).
+        track_cosine: compute the cosine (two extra backward passes per step); else NaN.
 
     Returns:
         DataFrame with ``step, loss_task1, loss_task2, weight_task1, weight_task2, cosine``
@@ -318,12 +319,12 @@ def train_shared_model(
     """
     theta = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     shared = [theta["W1"], theta["b1"]]
-    strategy = strategy.to(torch.float64)
+    strategy = strategy.to(params["W1"].dtype)
     opt = torch.optim.SGD(list(theta.values()) + list(strategy.parameters()), lr=lr)
     rows = []
     for step in range(steps):
         losses = task_losses(theta, data)
-        cosine = float(task_gradient_cosine(losses, shared)[0, 1])
+        cosine = float(task_gradient_cosine(losses, shared)[0, 1]) if track_cosine else float("nan")
         opt.zero_grad()
         result = strategy.combine(losses, shared, step)
         result.backward()
