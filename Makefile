@@ -4,6 +4,7 @@
 #   make workbook PROFILE=smoke|cpu|gpu
 #   make test                set up, fetch data, lint, then unit + notebook tests (smoke)
 #   make lab                 JupyterLab on the notebooks with the workbook's kernel
+#   make browser-deps        Debian's Chromium for the browser test (run by make test)
 #
 # Overridable: PYTHON (the interpreter that creates .venv), VENV, PROFILE, PYTEST_ARGS, and
 # TORCH_SPEC, the pip arguments that install PyTorch first (e.g.
@@ -23,10 +24,10 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: setup data workbook test lint lab clean help
+.PHONY: setup data workbook test lint lab clean help browser-deps
 
 help:
-	@sed -n '2,12p' Makefile
+	@sed -n '2,13p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,11 +52,21 @@ data: setup
 workbook: data
 	$(PY) -m mtrec_utils.run --profile $(PROFILE)
 
+# Debian's Chromium for the browser test (Playwright's own browser download does not work offline).
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "note: the browser test needs Chromium: sudo apt-get install -y chromium"; \
+	fi
+
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: data lint
+test: data lint browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lab: setup

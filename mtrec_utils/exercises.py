@@ -1,6 +1,7 @@
 """Check functions for the lab exercises (notebook 01).
 
-Each ``check_*`` takes the learner's answer, prints a verdict and returns a :class:`CheckResult`.
+Each ``check_*`` takes the learner's answer and returns a :class:`CheckResult`, which shows as
+``Correct: ...`` or ``Not yet: ...`` when displayed (the last line of a notebook cell) or printed.
 A correct answer passes; a wrong one gets a message saying what is wrong (a missing factor, a
 swapped pair, a projection applied when it should not be...). Checks never raise on a wrong or
 missing answer, so a notebook with unanswered exercises still runs end to end.
@@ -30,10 +31,11 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.passed
 
+    def __str__(self) -> str:
+        return ("Correct: " if self.passed else "Not yet: ") + self.message
 
-def _verdict(passed: bool, message: str) -> CheckResult:
-    print(("Correct: " if passed else "Not yet: ") + message)
-    return CheckResult(passed, message)
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # how IPython shows it: the verdict only
+        printer.text(str(self))
 
 
 def _call(fn: Callable, *args) -> tuple[Tensor | None, str]:
@@ -95,19 +97,19 @@ def check_head_gradient(fn: Callable[[Tensor, Tensor, Tensor, float], Tensor] | 
     want = head_gradient(h, y_hat, r, weight)
     got, why = _call(fn, h, y_hat, r, weight)
     if got is None:
-        return _verdict(False, why)
+        return CheckResult(False, why)
     if got.shape != want.shape:
         hint = " (a sum over samples is missing, or h was not transposed)" if got.numel() != hidden else ""
-        return _verdict(
+        return CheckResult(
             False,
             f"the gradient must have the shape of w_r, {tuple(want.shape)}; got {tuple(got.shape)}{hint}",
         )
     if torch.allclose(got, want, rtol=1e-6, atol=1e-9):
-        return _verdict(True, "dL/dw_r = w * (2/N) * h^T (y_hat - r)")
+        return CheckResult(True, "dL/dw_r = w * (2/N) * h^T (y_hat - r)")
     for message, factor in _head_mistakes(n, weight).items():
         if torch.allclose(got, factor * want, rtol=1e-6, atol=1e-9):
-            return _verdict(False, message)
-    return _verdict(
+            return CheckResult(False, message)
+    return CheckResult(
         False,
         f"off by {float((got - want).abs().max()):.3g}: apply the chain rule through y_hat = h w_r + b_r",
     )
@@ -123,17 +125,19 @@ def check_article_weights(answer: Sequence[float] | None, n1: int, n2: int) -> C
         n1, n2: the sample counts of task 1 and task 2.
     """
     if answer is None:
-        return _verdict(False, "no answer given yet: compute (w_1, w_2) from n1 and n2")
+        return CheckResult(False, "no answer given yet: compute (w_1, w_2) from n1 and n2")
     got = torch.as_tensor([float(a) for a in answer], dtype=torch.float64)
     if got.shape != (2,):
-        return _verdict(False, f"give two numbers (w_1, w_2); got {len(got)}")
+        return CheckResult(False, f"give two numbers (w_1, w_2); got {len(got)}")
 
     def close(w: Tensor) -> bool:
         return bool(torch.allclose(got, w, rtol=1e-6, atol=1e-12))
 
     raw = effective_task_weights([n1, n2], "article_4_2")
     if close(raw) or close(raw / raw.sum()):
-        return _verdict(True, f"L = {float(raw[0]):.4f} L_1 + 1 L_2: task 1's mean is shrunk by N1/(N1+N2)")
+        return CheckResult(
+            True, f"L = {float(raw[0]):.4f} L_1 + 1 L_2: task 1's mean is shrunk by N1/(N1+N2)"
+        )
     wrong = {
         "these are the factors in front of each per-sample loss; multiply by N_i to get weights on the mean L_i": (
             torch.tensor([1 / (n1 + n2), 1 / n2], dtype=torch.float64)
@@ -146,8 +150,8 @@ def check_article_weights(answer: Sequence[float] | None, n1: int, n2: int) -> C
     }
     for message, w in wrong.items():
         if close(w.double()) or close(w.double() / w.sum()):
-            return _verdict(False, message)
-    return _verdict(
+            return CheckResult(False, message)
+    return CheckResult(
         False, "write 4.2 as w_1 L_1 + w_2 L_2 with L_i = (1/N_i) sum of task i's losses, and read off w_i"
     )
 
@@ -168,28 +172,32 @@ def check_projection(fn: Callable[[Tensor, Tensor], Tensor] | None) -> CheckResu
         want = project_conflicting(g_i, g_j)
         got, why = _call(fn, g_i.clone(), g_j.clone())
         if got is None:
-            return _verdict(False, why)
+            return CheckResult(False, why)
         if got.shape != want.shape:
-            return _verdict(
+            return CheckResult(
                 False, f"return a vector shaped like g_i, {tuple(want.shape)}; got {tuple(got.shape)}"
             )
         if torch.allclose(got, want, atol=1e-9):
             continue
         dot = float(g_i @ g_j)
         if name == "agreeing":
-            return _verdict(False, "g_i . g_j > 0 here: project only when the gradients conflict (dot < 0)")
+            return CheckResult(
+                False, "g_i . g_j > 0 here: project only when the gradients conflict (dot < 0)"
+            )
         if torch.allclose(got, g_i, atol=1e-9):
-            return _verdict(
+            return CheckResult(
                 False, f"the gradients conflict (g_i . g_j = {dot:.3g} < 0) but g_i came back unchanged"
             )
         if torch.allclose(got, g_i - dot / float(g_j.norm()) * g_j, atol=1e-9):
-            return _verdict(False, "divide by ||g_j||^2, not ||g_j||: the result must be orthogonal to g_j")
+            return CheckResult(
+                False, "divide by ||g_j||^2, not ||g_j||: the result must be orthogonal to g_j"
+            )
         if torch.allclose(got, g_i + dot / float(g_j @ g_j) * g_j, atol=1e-9):
-            return _verdict(False, "the sign is flipped: subtract the component along g_j")
+            return CheckResult(False, "the sign is flipped: subtract the component along g_j")
         if torch.allclose(got, g_j - dot / float(g_i @ g_i) * g_i, atol=1e-9):
-            return _verdict(False, "you projected g_j; PCGrad projects g_i onto the normal plane of g_j")
+            return CheckResult(False, "you projected g_j; PCGrad projects g_i onto the normal plane of g_j")
         residual = float(got @ g_j)
-        return _verdict(
+        return CheckResult(
             False, f"case '{name}': the result should be orthogonal to g_j (dot = {residual:.3g})"
         )
-    return _verdict(True, "g_i - (g_i . g_j / ||g_j||^2) g_j when g_i . g_j < 0, else g_i")
+    return CheckResult(True, "g_i - (g_i . g_j / ||g_j||^2) g_j when g_i . g_j < 0, else g_i")

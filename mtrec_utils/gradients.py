@@ -34,6 +34,10 @@ class TwoTaskData:
     x2: Tensor
     y: Tensor
 
+    def to(self, dtype: torch.dtype) -> TwoTaskData:
+        """A copy with every tensor cast to ``dtype`` (float32 trains about twice as fast on a CPU)."""
+        return TwoTaskData(self.x1.to(dtype), self.r.to(dtype), self.x2.to(dtype), self.y.to(dtype))
+
 
 def make_two_task_data(
     n1: int, n2: int, dim: int, generator: torch.Generator, conflict: float = 0.5, dtype=torch.float64

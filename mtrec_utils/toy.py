@@ -99,6 +99,7 @@ def run_strategy(
     steps: int = 300,
     lr: float = 0.02,
     generator: torch.Generator | None = None,
+    strategy_lr: float | None = None,
     **kwargs,
 ) -> Trajectory:
     """Gradient descent on the toy with a weighting strategy; ``theta`` is the shared parameter.
@@ -107,8 +108,9 @@ def run_strategy(
         problem: the toy problem.
         name: a strategy name (see :data:`mtrec_utils.weighting.STRATEGIES`).
         steps: gradient steps.
-        lr: learning rate of ``theta`` and of the strategy's own parameters.
+        lr: learning rate of ``theta``.
         generator: random source (PCGrad's task order).
+        strategy_lr: learning rate of the strategy's own parameters (UW, GradNorm); default ``lr``.
         **kwargs: strategy options (``weights=`` for ``static``; ``alpha=`` for ``gradnorm``...).
 
     Returns:
@@ -119,7 +121,8 @@ def run_strategy(
         kwargs.setdefault("generator", generator)
     strategy = get_strategy(name, num_tasks=2, **kwargs).to(torch.float64)
     theta = problem.start.clone().requires_grad_(True)
-    opt = torch.optim.SGD([theta, *strategy.parameters()], lr=lr)
+    groups = [{"params": [theta]}, {"params": list(strategy.parameters()), "lr": strategy_lr or lr}]
+    opt = torch.optim.SGD(groups, lr=lr)
     thetas, losses, weights = [theta.detach().clone()], [], []
     for step in range(steps):
         task_losses = problem.losses(theta)
@@ -144,7 +147,7 @@ def run_all(
     generator: torch.Generator | None = None,
     options: dict[str, dict] | None = None,
 ) -> dict[str, Trajectory]:
-    """:func:`run_strategy` for each name (``options[name]`` are its keyword arguments)."""
+    """:func:`run_strategy` for each name; ``options[name]``: its keyword arguments (``strategy_lr``, ``weights``...)."""
     options = options or {}
     return {n: run_strategy(problem, n, steps, lr, generator, **options.get(n, {})) for n in names}
 
@@ -182,9 +185,11 @@ def plot_landscape(
             *problem.centers[task].numpy(), marker="*", ms=14, color=color, label=f"task {task + 1} minimum"
         )
     ax.plot(*problem.pareto_front()[1].numpy().T, color="black", lw=3, alpha=0.7, label="Pareto set")
-    for name, traj in (trajectories or {}).items():
+    for i, (name, traj) in enumerate((trajectories or {}).items()):
         ax.plot(traj.thetas[:, 0], traj.thetas[:, 1], lw=1.5, label=name)
-        ax.plot(*traj.thetas[-1], "o", ms=5, color=ax.lines[-1].get_color())
+        ax.plot(
+            *traj.thetas[-1], "o", ms=max(11 - 1.5 * i, 3), color=ax.lines[-1].get_color()
+        )  # later on top
     ax.set(
         xlabel=r"$\theta_1$ (parameter, unitless)", ylabel=r"$\theta_2$ (parameter, unitless)", aspect="equal"
     )
@@ -203,9 +208,9 @@ def plot_front(problem: ToyProblem, trajectories: dict[str, Trajectory] | None =
     ax = ax if ax is not None else plt.subplots(figsize=(5.5, 5))[1]
     front = problem.pareto_front()[2].numpy()
     ax.plot(front[:, 0], front[:, 1], color="black", lw=3, alpha=0.7, label="Pareto front")
-    for name, traj in (trajectories or {}).items():
+    for i, (name, traj) in enumerate((trajectories or {}).items()):
         ax.plot(traj.losses[:, 0], traj.losses[:, 1], lw=1.2, alpha=0.8, label=name)
-        ax.plot(*traj.losses[-1], "o", ms=6, color=ax.lines[-1].get_color())
+        ax.plot(*traj.losses[-1], "o", ms=max(11 - 1.5 * i, 3), color=ax.lines[-1].get_color())
     ax.set(xlabel="task 1 loss $L_1$ (unitless)", ylabel="task 2 loss $L_2$ (unitless)")
     ax.legend(fontsize=8)
     return ax

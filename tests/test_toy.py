@@ -28,7 +28,7 @@ def problem():
 
 @pytest.fixture(scope="module")
 def trajectories(problem):
-    options = {"static": {"weights": [0.8, 0.2]}, "dwa": {"period": 10}}
+    options = {"static": {"weights": [0.8, 0.2]}, "gradnorm": {"strategy_lr": 0.002}, "dwa": {"period": 10}}
     return run_all(problem, steps=400, lr=0.02, generator=torch.Generator().manual_seed(0), options=options)
 
 
@@ -100,3 +100,11 @@ def test_plots_have_labelled_axes(problem, trajectories):
     ax = plot_front(problem, trajectories)
     assert "task 1 loss" in ax.get_xlabel() and "task 2 loss" in ax.get_ylabel()
     assert len(ax.get_legend().get_texts()) == 1 + len(trajectories)
+
+
+def test_strategy_lr_slows_the_weights_only(problem):
+    fast = run_strategy(problem, "gradnorm", steps=50, lr=0.02)
+    slow = run_strategy(problem, "gradnorm", steps=50, lr=0.02, strategy_lr=0.002)
+    assert np.allclose(fast.thetas[1], slow.thetas[1])  # first theta step: same lr, same initial weights
+    jitter = [np.abs(np.diff(t.weights[:, 1])).max() for t in (fast, slow)]
+    assert jitter[1] < jitter[0] / 3

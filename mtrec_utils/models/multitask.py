@@ -2,10 +2,13 @@
 
 ::
 
-    user tower ─┐                                  ┌─ head "rating"   (B, 1)
-                ├─ [u, i, u*i] ─ pair trunk (MLP) ─┼─ head "like"     (B, 1)
-    item tower ─┤                                  └─ head "interest" (B, 1)
-                └───────────── item trunk (MLP) ───── head "genres"   (B, 19)
+    user tower u ─┐                                   ┌─ head "rating"   (B, 1)
+                  ├─ [MLP([u, i]), u * i] (pair trunk) ┼─ head "like"     (B, 1)
+    item tower i ─┤                                   └─ head "interest" (B, 1)
+                  └──────────── MLP(i) (item trunk) ───── head "genres"   (B, 19)
+
+The pair trunk is NeuMF's (He et al., WWW 2017): an MLP of the two vectors next to their
+element-wise product, the generalised matrix factorisation that collaborative filtering needs.
 
 Pair tasks (``task.input == "pair"``) read a user and an item; entity tasks (``"item"``,
 ``"user"``) read one tower. Single-task training is this model with one task; joint training
@@ -53,10 +56,11 @@ class MultiTaskModel(nn.Module):
         if any(t.input == "pair" for t in tasks):
             if towers["user"].dim != towers["item"].dim:
                 raise ValueError(f"user and item towers differ in dim: {towers['user'].dim} vs {towers['item'].dim}")
-            self.trunks["pair"] = mlp(3 * towers["user"].dim, hidden, dropout)
+            self.trunks["pair"] = mlp(2 * towers["user"].dim, hidden, dropout)
         for kind in sorted({t.input for t in tasks} - {"pair"}):
             self.trunks[kind] = mlp(towers[kind].dim, hidden, dropout)
-        self.heads = nn.ModuleDict({t.name: TaskHead(hidden, t, dropout=dropout) for t in tasks})
+        width = {k: hidden + (towers["user"].dim if k == "pair" else 0) for k in self.trunks}
+        self.heads = nn.ModuleDict({t.name: TaskHead(width[t.input], t, dropout=dropout) for t in tasks})
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters of the towers and trunks (shared by the tasks), for weighting strategies."""
@@ -64,7 +68,7 @@ class MultiTaskModel(nn.Module):
 
     def pair_outputs(self, u: Tensor, i: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         """Heads of pair tasks from user vectors (B, d) and item vectors (B, d)."""
-        h = self.trunks["pair"](torch.cat([u, i, u * i], dim=-1))  # (B, hidden)
+        h = torch.cat([self.trunks["pair"](torch.cat([u, i], dim=-1)), u * i], dim=-1)  # (B, hidden + d)
         return {n: self.heads[n](h) for n in names}
 
     def forward(self, batch: dict[str, Tensor], names: Sequence[str] | None = None) -> dict[str, Tensor]:

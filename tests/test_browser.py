@@ -1,0 +1,87 @@
+"""The widgets as a learner meets them: JupyterLab in a real (headless) browser.
+
+Marked ``browser``. Needs Debian's Chromium and Playwright for Python; when either is missing the
+test fails with the command that installs it (``make browser-deps``), it is not skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from labdriver import CHROMIUM, CHROMIUM_ARGS, browser_missing, lab_server, open_and_run_all
+
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO / "outputs" / "screenshots"
+pytestmark = pytest.mark.browser
+
+
+def smoke_copy(name: str, folder: Path) -> Path:
+    """Copy notebook ``name`` into ``folder`` with PROFILE="smoke" and a private OUTPUT_DIR."""
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source += f'\nPROFILE = "smoke"\nOUTPUT_DIR = "{folder / "outputs"}"'
+    path = folder / name
+    nbformat.write(nb, path)
+    return path
+
+
+def output_image(page, scope: str) -> str:
+    """The ``src`` of the first image drawn inside the widget box matched by ``scope``."""
+    img = page.locator(f"{scope} .widget-output img").first
+    img.wait_for(timeout=60_000)
+    return img.get_attribute("src")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    why = browser_missing()
+    if why:
+        pytest.fail(why, pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=shutil.which("chromium") or CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_nb01_weight_slider_moves_the_point(browser, tmp_path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = "01_joint_loss_and_gradients.ipynb"
+    smoke_copy(name, tmp_path)
+    with lab_server(tmp_path, tmp_path / "jupyterlab.log") as (base, token):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            open_and_run_all(page, f"{base}/lab/tree/{name}?token={token}")
+            handle = page.locator(".widget-slider .noUi-handle").first
+            handle.scroll_into_view_if_needed()
+            readout = page.locator(".widget-slider .widget-readout").first
+            before_value, before_img = readout.inner_text(), output_image(page, ".widget-vbox")
+            page.locator(".widget-vbox").first.screenshot(path=str(SCREENSHOTS / "01_slider_before.png"))
+            box = handle.bounding_box()
+            track = page.locator(".widget-slider .noUi-target").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(track["x"] + 0.9 * track["width"], box["y"] + box["height"] / 2, steps=10)
+            page.mouse.up()
+            page.wait_for_function(
+                "([sel, old]) => document.querySelector(sel).innerText !== old",
+                arg=[".widget-slider .widget-readout", before_value],
+                timeout=30_000,
+            )
+            page.wait_for_function(
+                "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
+                arg=[".widget-vbox .widget-output img", before_img],
+                timeout=60_000,
+            )
+            after_value = readout.inner_text()
+            page.locator(".widget-vbox").first.screenshot(path=str(SCREENSHOTS / "01_slider_after.png"))
+            page.screenshot(path=str(SCREENSHOTS / "01_notebook.png"))
+        finally:
+            page.close()
+    assert float(after_value) > float(before_value) + 0.2, (before_value, after_value)
