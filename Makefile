@@ -22,7 +22,6 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.mtrec-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
-export MPLBACKEND ?= Agg
 
 .PHONY: setup data workbook test lint lab clean help browser-deps
 

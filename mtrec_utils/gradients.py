@@ -3,7 +3,7 @@
 Model: a shared trunk ``h = tanh(x W1^T + b1)`` feeds a regression head ``y_hat = h w_r + b_r``
 (MSE on task 1's data) and a classification head ``z = h w_c + b_c`` (BCE with logits on task 2's
 data). The joint loss is ``w_1 L_1 + w_2 L_2`` with ``L_i`` the mean over task ``i``'s samples.
-Parameters are a dict of float64 tensors: ``W1 (H, D)``, ``b1 (H,)``, ``w_r (H,)``, ``b_r ()``,
+Parameters are a dict of tensors (float64 for the numerical checks): ``W1 (H, D)``, ``b1 (H,)``, ``w_r (H,)``, ``b_r ()``,
 ``w_c (H,)``, ``b_c ()``.
 """
 
@@ -53,6 +53,9 @@ def make_two_task_data(
         generator: random source.
         conflict: in [-1, 1]; 1 makes the two directions opposite.
         dtype: float dtype of the tensors.
+
+    Returns:
+        A :class:`TwoTaskData`.
     """
     for name, value in (("n1", n1), ("n2", n2), ("dim", dim)):
         check_positive(name, value, integer=True)

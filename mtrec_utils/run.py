@@ -26,6 +26,7 @@ from .io import atomic_write_json
 from .record import load_metrics
 
 REPO = Path(__file__).resolve().parent.parent
+CELL_TIMEOUT_S = 3600  # a single cell running longer than this is taken as hung
 NOTEBOOKS_DIR = REPO / "notebooks"
 
 # The metrics each notebook must record (DESIGN.md section 3); shown in the summary table.
@@ -134,8 +135,13 @@ def execute(
     *,
     kernel: str = "python3",
     progress: bool = True,
+    cell_timeout: int | None = CELL_TIMEOUT_S,
 ) -> Result:
-    """Execute one notebook with papermill; never raises for a failing notebook, returns a Result."""
+    """Execute one notebook with papermill; never raises for a failing notebook, returns a Result.
+
+    ``cell_timeout`` (seconds) ends a cell that hangs, so a stuck kernel fails the run instead of
+    blocking it forever; ``None`` waits without limit.
+    """
     import papermill as pm
 
     executed = output_dir / "notebooks" / notebook.name
@@ -150,6 +156,7 @@ def execute(
             kernel_name=kernel,
             cwd=str(notebook.parent),
             progress_bar=progress,
+            execution_timeout=cell_timeout,
         )
         status, error = "ok", ""
     except Exception as exc:  # papermill raises PapermillExecutionError, kernels may die otherwise
@@ -190,12 +197,13 @@ def run_workbook(
     *,
     keep_going: bool = False,
     kernel: str = "python3",
+    cell_timeout: int | None = CELL_TIMEOUT_S,
 ) -> list[Result]:
     """Execute ``notebooks`` in order; stop at the first failure unless ``keep_going``."""
     results = []
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.name} ...", flush=True)
-        result = execute(nb, output_dir, params, kernel=kernel)
+        result = execute(nb, output_dir, params, kernel=kernel, cell_timeout=cell_timeout)
         results.append(result)
         print(f"[{i}/{len(notebooks)}] {nb.name}: {result.status} in {result.seconds:.1f} s", flush=True)
         if result.status != "ok":
@@ -230,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kernel", default="python3", help="Jupyter kernel name (default: python3 of this Python)"
     )
+    p.add_argument(
+        "--cell-timeout",
+        type=int,
+        default=CELL_TIMEOUT_S,
+        help=f"seconds a single cell may run before the notebook fails (default {CELL_TIMEOUT_S})",
+    )
     p.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
     return p
 
@@ -248,7 +262,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no NN_*.ipynb notebooks in {args.notebooks_dir}", file=sys.stderr)
         return 2
     output_dir = Path(args.output_dir)
-    results = run_workbook(notebooks, output_dir, params, keep_going=args.keep_going, kernel=args.kernel)
+    results = run_workbook(
+        notebooks,
+        output_dir,
+        params,
+        keep_going=args.keep_going,
+        kernel=args.kernel,
+        cell_timeout=args.cell_timeout,
+    )
     print("\n" + summary_table(results))
     return 0 if all(r.status == "ok" for r in results) and len(results) == len(notebooks) else 1
 

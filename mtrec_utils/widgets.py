@@ -3,11 +3,12 @@
 Notebook 01's task-weight slider: the weight ``w_1`` of task 1 (``w_2 = 1 - w_1``) moves the
 minimiser of ``w_1 L_1 + w_2 L_2`` along the toy problem's Pareto front, and the arrows show the
 two task gradients and their weighted sum at the starting point. Without a front end (papermill,
-CI) nothing reacts to the slider, so notebooks also draw :func:`draw_task_weight` statically.
+CI) no widget is rendered, so notebooks also draw :func:`draw_task_weight` statically.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 from matplotlib.figure import Figure
@@ -66,9 +67,12 @@ def draw_task_weight(
 class TaskWeightSlider:
     """A slider for ``w_1`` that redraws :func:`draw_task_weight` (display it with ``display(s.widget)``).
 
+    The figure is shown as a PNG in an ``Image`` widget (a plain widget-state update), not through an
+    ``Output`` widget, whose captured outputs can stall headless executors such as papermill.
+
     Attributes:
         slider: the ``FloatSlider`` (0..1).
-        output: the ``Output`` widget the figure is drawn into.
+        image: the ``Image`` widget holding the current figure as PNG bytes.
         widget: the ``VBox`` to display.
         point: ``(2,)`` current Pareto point in parameter space; ``losses``: ``(2,)`` its losses.
         figure: the matplotlib Figure last drawn.
@@ -82,8 +86,8 @@ class TaskWeightSlider:
             value=weight, min=0.0, max=1.0, step=0.01, description="w1 (task 1)", readout_format=".2f",
             continuous_update=False, style={"description_width": "initial"},
         )  # fmt: skip
-        self.output = widgets.Output()
-        self.widget = widgets.VBox([self.slider, self.output])
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="1000px"))
+        self.widget = widgets.VBox([self.slider, self.image])
         self.figure = Figure(figsize=(11, 4.6))
         self.slider.observe(lambda change: self.update(change["new"]), names="value")
         self.update(weight)
@@ -93,11 +97,6 @@ class TaskWeightSlider:
         self.point = self.problem.pareto_point(weight)
         self.losses = self.problem.losses(self.point)
         draw_task_weight(self.problem, weight, self.figure)
-        from IPython import get_ipython
-        from IPython.display import display
-
-        if get_ipython() is None:  # plain Python (tests): nothing to draw into
-            return
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.figure)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        self.image.value = buffer.getvalue()

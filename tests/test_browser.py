@@ -30,7 +30,7 @@ def smoke_copy(name: str, folder: Path) -> Path:
 
 def output_image(page, scope: str) -> str:
     """The ``src`` of the first image drawn inside the widget box matched by ``scope``."""
-    img = page.locator(f"{scope} .widget-output img").first
+    img = page.locator(f"{scope} img").first
     img.wait_for(timeout=60_000)
     return img.get_attribute("src")
 
@@ -76,7 +76,7 @@ def test_nb01_weight_slider_moves_the_point(browser, tmp_path):
             )
             page.wait_for_function(
                 "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
-                arg=[".widget-vbox .widget-output img", before_img],
+                arg=[".widget-vbox img", before_img],
                 timeout=60_000,
             )
             after_value = readout.inner_text()

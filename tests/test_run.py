@@ -83,3 +83,12 @@ def test_list_notebooks_orders_by_number(tmp_path):
     for name in ["02_b.ipynb", "00_a.ipynb", "notes.ipynb"]:
         (tmp_path / name).write_text("{}")
     assert [p.name for p in list_notebooks(tmp_path)] == ["00_a.ipynb", "02_b.ipynb"]
+
+
+def test_a_hung_cell_fails_the_run_after_the_cell_timeout(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_hangs.ipynb", "import time\ntime.sleep(60)")
+    argv = ["--profile", "smoke", "--notebooks-dir", str(folder), "--output-dir", str(tmp_path / "out")]
+    assert main([*argv, "--cell-timeout", "3"]) == 1
+    assert "FAILED: 00_hangs.ipynb" in capsys.readouterr().err

@@ -237,3 +237,15 @@ def test_each_strategy_cites_its_paper():
     for name, author in papers.items():
         doc = STRATEGIES[name].__doc__
         assert author in doc and ("2018" in doc or "2019" in doc or "2020" in doc)
+
+
+def test_backward_fn_replaces_loss_backward():
+    theta = t(1.0, 2.0).requires_grad_()
+    seen = []
+
+    def backward_fn(loss):  # what accelerator.backward would do, and a record that it ran
+        seen.append(loss.item())
+        loss.backward()
+
+    get_strategy("ew", num_tasks=2).combine(torch.stack([theta[0], theta[1] ** 2])).backward(backward_fn)
+    assert seen == [1.0 + 4.0] and theta.grad.tolist() == [1.0, 4.0]

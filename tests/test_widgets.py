@@ -26,10 +26,13 @@ def test_static_figure_has_both_spaces_labelled():
 def test_slider_moves_the_point_along_the_front():
     problem = ToyProblem()
     slider = TaskWeightSlider(problem, weight=0.3)
-    assert isinstance(slider.widget, widgets.VBox) and slider.widget.children[0] is slider.slider
+    assert isinstance(slider.widget, widgets.VBox)
+    assert slider.widget.children == (slider.slider, slider.image)
     assert torch.allclose(slider.point, problem.pareto_point(0.3))
-    before = slider.losses.clone()
+    before, png = slider.losses.clone(), bytes(slider.image.value)
+    assert png.startswith(b"\x89PNG")
     slider.slider.value = 0.8  # as if the learner dragged the handle
+    assert bytes(slider.image.value).startswith(b"\x89PNG") and bytes(slider.image.value) != png
     assert torch.allclose(slider.point, problem.pareto_point(0.8))
     assert slider.losses[0] < before[0] and slider.losses[1] > before[1]  # more weight on task 1
     assert any("0.80" in text.get_text() for text in slider.figure.texts)  # the figure was redrawn

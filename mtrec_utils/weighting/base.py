@@ -6,14 +6,16 @@ apply, and reports the per-task weights it used (so a notebook can plot them).
 How a training loop uses a strategy (one call per step)::
 
     strategy = get_strategy("uw", num_tasks=2)          # or "ew", "static", "gradnorm", ...
-    params = list(model.parameters()) + list(strategy.parameters())  # learnable weights, if any
-    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    optimizer = torch.optim.AdamW([
+        {"params": model.parameters()},
+        {"params": strategy.parameters(), "weight_decay": 0.0},  # learned weights (UW, GradNorm), if any
+    ], lr=1e-3)
     shared = [p for p in model.encoder.parameters() if p.requires_grad]
     for step, batch in enumerate(train_loader):
         losses = torch.stack([loss_rating, loss_like])   # (num_tasks,), each a scalar with a graph
         optimizer.zero_grad()
         result = strategy.combine(losses, shared, step)  # -> CombineResult
-        result.backward()                                # fills .grad of model (and strategy) params
+        result.backward()                                # or result.backward(accelerator.backward)
         optimizer.step()
         history.append(result.weights.tolist())          # (num_tasks,) weights used this step
 
@@ -28,7 +30,7 @@ argument of :meth:`WeightingStrategy.combine` or of its constructor.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -55,13 +57,21 @@ class CombineResult:
     grads: list[Tensor] | None = None
     raw_grads: list[Tensor] | None = None
 
-    def backward(self) -> None:
+    def backward(self, backward_fn: Callable[[Tensor], None] | None = None) -> None:
         """Back-propagate ``loss``; then, if ``grads`` is set, put them on the shared parameters.
 
         Gradients accumulate as usual (``p.grad += ...``), so gradient accumulation over
         micro-batches works: the shared parameters receive ``grads`` instead of ``raw_grads``.
+
+        Args:
+            backward_fn: what back-propagates a loss, e.g. ``accelerator.backward`` with Hugging
+                Face Accelerate (default ``loss.backward()``). PCGrad's and GradNorm's per-task
+                gradients are not loss-scaled, so use them with fp32 or bf16, not fp16 scaling.
         """
-        self.loss.backward()
+        if backward_fn is None:
+            self.loss.backward()
+        else:
+            backward_fn(self.loss)
         if self.grads is None:
             return
         with torch.no_grad():

@@ -65,7 +65,7 @@ class GradNorm(WeightingStrategy):
         norms = torch.stack([torch.sqrt(sum((g.detach() ** 2).sum() for g in gi)) for gi in grads])
         w = self.weights.to(dtype=losses.dtype, device=losses.device)
         g_task = w * norms.to(w.dtype)  # (k,) G_i, differentiable in w only
-        ratio = losses.detach() / self.initial_losses.to(losses.dtype)
+        ratio = losses.detach() / self.initial_losses.to(losses.dtype).clamp_min(1e-12)
         target = (g_task.mean() * (ratio / ratio.mean()) ** self.alpha).detach()
         grad_loss = (g_task - target).abs().sum()
         loss = (w.detach() * losses).sum() + grad_loss
