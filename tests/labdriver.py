@@ -60,7 +60,7 @@ def lab_server(folder: Path, log_path: Path) -> Iterator[tuple[str, str]]:
         sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--ServerApp.token={token}",
         f"--ServerApp.root_dir={folder}", "--ServerApp.open_browser=False",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
@@ -93,6 +93,8 @@ def open_and_run_all(page, url: str, timeout_ms: int = 240_000) -> None:
     with contextlib.suppress(Exception):  # only shown when the notebook has no usable kernelspec
         page.locator("button.jp-mod-accept").click(timeout=3_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    with contextlib.suppress(Exception):  # the "get Jupyter news?" toast would cover the outputs
+        page.locator(".jp-toast-button", has_text="No").first.click(timeout=2_000)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     page.wait_for_timeout(1_000)
