@@ -150,7 +150,7 @@ def train_one_epoch(
         sums += losses.detach().float().cpu().numpy()
         weight_sums += result.weights.detach().float().cpu().numpy()
         step += 1
-        bar.set_postfix(loss=f"{float(result.loss):.4f}")
+        bar.set_postfix(loss=f"{result.loss.detach().item():.4f}")
     stats = {f"loss/{n}": v / n_steps for n, v in zip(names, sums)}
     stats.update({f"weight/{n}": v / n_steps for n, v in zip(names, weight_sums)})
     return stats, step
@@ -234,6 +234,7 @@ def fit(
     gradient_accumulation_steps: int = 1,
     max_grad_norm: float | None = None,
     progress: bool = True,
+    epoch_fn: Callable | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``tasks``; evaluate each epoch; keep the best epoch's weights.
 
@@ -253,6 +254,8 @@ def fit(
         device, mixed_precision, gradient_accumulation_steps: passed to Accelerate.
         max_grad_norm: clip gradients to this norm.
         progress: show progress bars.
+        epoch_fn: trains one epoch, with :func:`train_one_epoch`'s arguments and return value
+            (default ``train_one_epoch``); e.g. an alternating schedule from :mod:`mtrec_utils.joint`.
 
     Returns:
         History DataFrame (one row per epoch: ``epoch``, ``seconds``, ``loss/<task>``,
@@ -283,7 +286,7 @@ def fit(
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
-        stats, step = train_one_epoch(model, tasks, train_loaders, optimizer, accelerator, strategy, step, max_grad_norm, progress)
+        stats, step = (epoch_fn or train_one_epoch)(model, tasks, train_loaders, optimizer, accelerator, strategy, step, max_grad_norm, progress)
         val = evaluate(model, tasks, val_data, accelerator.device)
         row = {"epoch": epoch, "step": step, "seconds": time.perf_counter() - start, **stats}
         row.update({f"val/{k}": v for k, v in val.items()})
