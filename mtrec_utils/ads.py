@@ -19,6 +19,7 @@ with the position) and whether the ad *attracted* them. Three ways to treat the 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,6 +96,16 @@ def pal_logit(relevance_logit: Tensor, position_logit: Tensor) -> Tensor:
     return log_p - log_1mp
 
 
+def pair_outputs(model: MultiTaskModel, u: Tensor, i: Tensor, users: Tensor, items: Tensor,
+                 names: Sequence[str]) -> dict[str, Tensor]:  # fmt: skip
+    """``model.pair_outputs`` from user/item vectors (B, d) and indices (B,), whichever of its two call forms
+    (with or without the indices used by per-entity biases) the installed model has."""
+    params = inspect.signature(model.pair_outputs).parameters
+    if "users" in params:
+        return model.pair_outputs(u, i, users, items, names)
+    return model.pair_outputs(u, i, names)
+
+
 class AdsModel(nn.Module):
     """The joint CTR + interest model with one of three position treatments (see the module docstring).
 
@@ -135,7 +146,7 @@ class AdsModel(nn.Module):
         if self.position_mode == "feature":
             pos = pos if pos is not None else torch.ones_like(batch["user"])  # serving: as if at the top
             u = u + self.position_emb(pos - 1)
-        out = self.base.pair_outputs(u, i, names)
+        out = pair_outputs(self.base, u, i, batch["user"], batch["item"], names)
         if self.position_mode == "pal" and pos is not None and "ctr" in out:
             out["ctr"] = pal_logit(out["ctr"], self.position_logit[pos - 1].unsqueeze(-1))
         return out

@@ -70,10 +70,27 @@ class TrainingLog:
     """Rows written during training: one per step (losses, weights) and one per cosine probe."""
 
     rows: list[dict] = field(default_factory=list)
+    probe: dict | None = field(default=None, repr=False)  # the fixed batches the cosines are measured on
 
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame sorted by ``step`` (NaN where a row has no value)."""
         return pd.DataFrame(self.rows).sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def probe_batches(loaders: Mapping[str, torch.utils.data.DataLoader], sources: Sequence[str], device) -> dict:
+    """The next batch of each source's loader, drawn without moving any random generator along.
+
+    The generators of the loaders and of their datasets (negative sampling) are restored
+    afterwards, so measuring cosines does not change the run's shuffles or negatives.
+    """
+    found = [getattr(x, "generator", None) for s in sources for x in (loaders[s], loaders[s].dataset)]
+    gens = {id(g): g for g in found if g is not None}
+    states = {k: g.get_state() for k, g in gens.items()}
+    with torch.random.fork_rng(devices=[]):
+        batches = {s: _to(next(iter(loaders[s])), device) for s in sources}
+    for k, g in gens.items():
+        g.set_state(states[k])
+    return batches
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -136,14 +153,12 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
         plan = alternating_order([len(loaders[t.data]) for t in tasks], schedule, generator)
     shared = model.shared_parameters() if hasattr(model, "shared_parameters") else None
     sums, counts, weight_sums = np.zeros(len(tasks)), np.zeros(len(tasks)), np.zeros(len(tasks))
-    probe = None
+    if log is not None and cosine_every and log.probe is None:  # one fixed probe batch for the whole run
+        log.probe = probe_batches(loaders, sources, accelerator.device)
     model.train()
     for active in tqdm(plan, desc=f"train ({schedule})", leave=False, disable=not progress):
         group = list(range(len(tasks))) if active is None else [active]
         batches = {s: _to(next(iters[s]), accelerator.device) for s in {tasks[t].data for t in group}}
-        probe = probe or (
-            {s: _to(next(iter(loaders[s])), accelerator.device) for s in sources} if cosine_every else None
-        )
         with accelerator.accumulate(model):
             losses = task_losses(model, [tasks[t] for t in group], batches)  # (len(group),)
             if active is None:
@@ -167,7 +182,7 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
             row.update({f"weight/{t.name}": float(w) for t, w in zip(tasks, weights)})
             log.rows.append(row)
             if cosine_every and step % cosine_every == 0 and len(tasks) > 1:
-                cos = gradient_cosines(model, tasks, probe, shared)
+                cos = gradient_cosines(model, tasks, log.probe, shared)
                 log.rows.append({"step": step, **{f"cos/{a.name}|{b.name}": float(cos[i, j])
                                                   for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}})  # fmt: skip
         step += 1

@@ -83,7 +83,8 @@ def init_heads(model: nn.Module, bundle: TaskBundle) -> nn.Module:
 
 
 def movielens_bundle(profile: Profile, encoder, generator: torch.Generator, mode: str | None = None,
-                     dim: int = 64, num_negatives: int = 4, progress: bool = True) -> TaskBundle:  # fmt: skip
+                     dim: int = 64, num_negatives: int = 4, max_val_users: int = 300,
+                     progress: bool = True) -> TaskBundle:  # fmt: skip
     """MovieLens-100K u1 with tasks ``rating``, ``like``, ``interest`` sized by ``profile``.
 
     Args:
@@ -93,6 +94,9 @@ def movielens_bundle(profile: Profile, encoder, generator: torch.Generator, mode
         mode: ``"frozen"`` or ``"full"`` (default: the profile's ``encoder_mode``).
         dim: tower width.
         num_negatives: sampled negatives per liked rating for ``interest``.
+        max_val_users: users ranked in each validation pass (early stopping reads their NDCG;
+            ranking every item for every user each epoch costs more than the epoch itself).
+            The test ranking uses the profile's ``max_eval_users`` (all users at ``cpu``).
     """
     from .data import GENRES, load_movielens, movielens_split
     from .data.text import item_texts, user_texts
@@ -109,7 +113,8 @@ def movielens_bundle(profile: Profile, encoder, generator: torch.Generator, mode
     texts = {"user": text_table(encoder, user_texts(ml.users, train, ml.items).loc[users].tolist(), **kw),
              "item": text_table(encoder, item_texts(ml.items).loc[items].tolist(), **kw)}  # fmt: skip
     b = profile.batch_size
-    pairs, rank_val = interest_data(train, val, users, items, num_negatives, max_users=profile.max_eval_users,
+    val_users = min(profile.max_eval_users or max_val_users, max_val_users)
+    pairs, rank_val = interest_data(train, val, users, items, num_negatives, max_users=val_users,
                                     generator=generator)  # fmt: skip
     _, rank_test = interest_data(base, test, users, items, num_negatives, max_users=profile.max_eval_users,
                                  generator=generator)  # fmt: skip

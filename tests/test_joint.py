@@ -219,3 +219,11 @@ def test_full_encoder_bf16_autocast_path_on_cpu():
     assert all(torch.equal(before[k], v) for k, v in encoder.model.state_dict().items())  # ... a copy of it
     assert res.model.towers["user"].text.model is res.model.towers["item"].text.model  # one shared encoder
     assert isinstance(res.model.towers["user"], EntityTower)
+
+
+def test_measuring_cosines_does_not_change_the_run():
+    bundle = toy_bundle()
+    plain = run_experiment(bundle, ["rating", "like", "interest"], epochs=2)
+    probed = run_experiment(bundle, ["rating", "like", "interest"], epochs=2, cosine_every=1)
+    assert plain.test == pytest.approx(probed.test, rel=1e-6)
+    assert probed.log.probe is not None and probed.log.frame().filter(like="cos/").notna().any().all()

@@ -42,9 +42,9 @@ class TaskHead(nn.Module):
             nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, task.num_outputs)
         )
 
-    def forward(self, h: Tensor) -> Tensor:
-        """(B, in_dim) -> (B, num_outputs)."""
-        z = self.net(h)
+    def forward(self, h: Tensor, offset: Tensor | float = 0.0) -> Tensor:
+        """(B, in_dim) -> (B, num_outputs); ``offset`` (e.g. user + item biases) is added before bounding."""
+        z = self.net(h) + offset
         if self.task.kind == "regression" and self.task.label_range is not None:
             lo, hi = self.task.label_range
             return lo + (hi - lo) * torch.sigmoid(z)

@@ -75,10 +75,13 @@ class MMoEModel(MultiTaskModel):
         experts = [p for trunk in self.trunks.values() for p in trunk.experts.parameters()]
         return [p for p in list(self.towers.parameters()) + experts if p.requires_grad]
 
-    def pair_outputs(self, u: Tensor, i: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-        """Heads of pair tasks from user vectors (B, d) and item vectors (B, d)."""
+    def pair_outputs(
+        self, u: Tensor, i: Tensor, users: Tensor, items: Tensor, names: Sequence[str]
+    ) -> dict[str, Tensor]:
+        """Heads of pair tasks from user/item vectors (B, d) and their indices (B,) (for the biases)."""
         hs = self.trunks["pair"](torch.cat([u, i], dim=-1), names)  # {name: (B, hidden)}
-        return {n: self.heads[n](torch.cat([hs[n], u * i], dim=-1)) for n in names}
+        offset = self.biases["user"](users) + self.biases["item"](items)  # (B, 1)
+        return {n: self.heads[n](torch.cat([hs[n], u * i], dim=-1), offset) for n in names}
 
     def forward(self, batch: dict[str, Tensor], names: Sequence[str] | None = None) -> dict[str, Tensor]:
         """Raw outputs ``{name: (B, num_outputs)}`` of the named tasks (default: all)."""
@@ -95,7 +98,7 @@ class MMoEModel(MultiTaskModel):
         out = {}
         pair = [n for n in names if self.tasks[n].input == "pair"]
         if pair:
-            out.update(self.pair_outputs(vecs["user"], vecs["item"], pair))
+            out.update(self.pair_outputs(vecs["user"], vecs["item"], batch["user"], batch["item"], pair))
         for kind in sorted({self.tasks[n].input for n in names} - {"pair"}):
             group = [n for n in names if self.tasks[n].input == kind]
             hs = self.trunks[kind](vecs[kind], group)
