@@ -142,7 +142,9 @@ class AdsModel(nn.Module):
         i = self.base.towers["item"](batch["item"])  # (B, d)
         pos = batch.get("position")
         if pos is not None and (pos.min() < 1 or pos.max() > self.slate_size):
-            raise ValueError(f"position must be in 1..{self.slate_size}; got {int(pos.min())}..{int(pos.max())}")
+            raise ValueError(
+                f"position must be in 1..{self.slate_size}; got {int(pos.min())}..{int(pos.max())}"
+            )
         if self.position_mode == "feature":
             pos = pos if pos is not None else torch.ones_like(batch["user"])  # serving: as if at the top
             u = u + self.position_emb(pos - 1)
@@ -166,7 +168,9 @@ def build_ads_model(user_text: Tensor, item_text: Tensor, tasks: Sequence[Task],
         dim, hidden, slate_size, dropout: sizes.
     """
     towers = {
-        "user": EntityTower(len(user_text), dim, FrozenText(user_text), features=user_features, dropout=dropout),
+        "user": EntityTower(
+            len(user_text), dim, FrozenText(user_text), features=user_features, dropout=dropout
+        ),
         "item": EntityTower(len(item_text), dim, FrozenText(item_text), dropout=dropout),
     }
     model = AdsModel(towers, tasks, position_mode, slate_size=slate_size, hidden=hidden, dropout=dropout)
@@ -220,7 +224,9 @@ def pal_position_curve(model: AdsModel) -> np.ndarray:
     return p / p[0]
 
 
-def evaluate_ads(model: AdsModel, test_log: pd.DataFrame, user_ids, item_ids, k: int = 10) -> dict[str, float]:
+def evaluate_ads(
+    model: AdsModel, test_log: pd.DataFrame, user_ids, item_ids, k: int = 10
+) -> dict[str, float]:
     """Metrics on held-out slates: ``auc`` / ``logloss`` / ``ece`` of logged clicks, and ``true_ndcg`` of
     re-ranking each slate by the serving score, against the simulator's true relevance."""
     from . import metrics as M
@@ -234,7 +240,9 @@ def evaluate_ads(model: AdsModel, test_log: pd.DataFrame, user_ids, item_ids, k:
     }
 
 
-def reference_rankings(train_log: pd.DataFrame, test_log: pd.DataFrame, seed: int = 0) -> dict[str, np.ndarray]:
+def reference_rankings(
+    train_log: pd.DataFrame, test_log: pd.DataFrame, seed: int = 0
+) -> dict[str, np.ndarray]:
     """Scores of simple rankings of ``test_log``'s rows, for true NDCG@k: ``logged`` (the logging policy's
     order), ``random``, ``click_rate`` (the ad's training click rate) and ``oracle`` (true relevance)."""
     rate = train_log.groupby("item_id")["click"].mean()

@@ -38,7 +38,9 @@ def per_user_rmse(user_ids, y_true, y_pred) -> pd.DataFrame:
     """
     u, t, p = (np.asarray(a) for a in (user_ids, y_true, y_pred))
     if not len(u) == len(t) == len(p) or len(u) == 0:
-        raise ValueError(f"user_ids, y_true, y_pred must be non-empty and aligned; got {len(u)}, {len(t)}, {len(p)}")
+        raise ValueError(
+            f"user_ids, y_true, y_pred must be non-empty and aligned; got {len(u)}, {len(t)}, {len(p)}"
+        )
     sq = pd.Series((t.astype(np.float64) - p.astype(np.float64)) ** 2, index=pd.Index(u, name="user_id"))
     g = sq.groupby(level=0)
     return pd.DataFrame({"num_test": g.size(), "rmse": np.sqrt(g.mean())})
@@ -69,7 +71,9 @@ def user_groups(users: pd.DataFrame, train_ratings: pd.DataFrame) -> pd.DataFram
     return out
 
 
-def bucket_table(per_user: pd.DataFrame, groups: pd.DataFrame, by: str, metrics: Sequence[str]) -> pd.DataFrame:
+def bucket_table(
+    per_user: pd.DataFrame, groups: pd.DataFrame, by: str, metrics: Sequence[str]
+) -> pd.DataFrame:
     """Mean, median and count of per-user ``metrics`` in each value of ``groups[by]``.
 
     Args:
@@ -158,7 +162,9 @@ def list_metrics(scores, item_counts: np.ndarray, genres: np.ndarray, num_users:
     }
 
 
-def explain_by_history(item_vectors: Tensor, history: Sequence[int], item: int, top: int = 3) -> list[tuple[int, float]]:
+def explain_by_history(
+    item_vectors: Tensor, history: Sequence[int], item: int, top: int = 3
+) -> list[tuple[int, float]]:
     """The liked history items nearest to ``item`` in the joint space (cosine of item-tower vectors).
 
     Args:
@@ -216,7 +222,9 @@ def part_attribution(model, task: str, user: int, items: Sequence[int]) -> pd.Da
     i = torch.stack([v for k, v in leaves.items() if k.startswith("item:")]).sum(0)  # (B, d)
     score = pair_outputs(model, u, i, us, it, [task])[task].sum()
     grads = torch.autograd.grad(score, list(leaves.values()))
-    return pd.DataFrame({k: (g * v).sum(-1).detach().cpu().numpy() for (k, v), g in zip(leaves.items(), grads)})
+    return pd.DataFrame(
+        {k: (g * v).sum(-1).detach().cpu().numpy() for (k, v), g in zip(leaves.items(), grads)}
+    )
 
 
 def recommend_table(scores_row, titles: Sequence[str], item_vectors: Tensor, history: Sequence[int],
@@ -235,5 +243,12 @@ def recommend_table(scores_row, titles: Sequence[str], item_vectors: Tensor, his
     for rank, item in enumerate(top, start=1):
         near = explain_by_history(item_vectors, history, int(item), top=1)
         because = f"{titles[near[0][0]]} (cos {near[0][1]:.2f})" if near else "(no liked history)"
-        rows.append({"rank": rank, "title": titles[item], "score": float(scores_row[item]), "because you liked": because})
+        rows.append(
+            {
+                "rank": rank,
+                "title": titles[item],
+                "score": float(scores_row[item]),
+                "because you liked": because,
+            }
+        )
     return pd.DataFrame(rows).set_index("rank")

@@ -40,7 +40,12 @@ class ArticlePairDataset(Dataset):
         return len(self.users)
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
-        kw = {"return_tensors": "pt", "max_length": self.max_length, "padding": "max_length", "truncation": True}
+        kw = {
+            "return_tensors": "pt",
+            "max_length": self.max_length,
+            "padding": "max_length",
+            "truncation": True,
+        }
         u = self.tokenizer(self.user_texts[self.users[idx]], **kw)
         i = self.tokenizer(self.item_texts[self.items[idx]], **kw)
         return {
@@ -54,6 +59,7 @@ class ArticlePairDataset(Dataset):
 
 def article_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
     """Loss of one article-style batch; also the number of sequences encoded and their padded length."""
+
     def enc(ids, mask):  # noqa: E306
         return mean_pool(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask)  # (B, H)
 
@@ -63,7 +69,9 @@ def article_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tupl
     return loss, 2 * len(u), batch["user_input_ids"].shape[1]
 
 
-def our_loss(users: EncoderText, items: EncoderText, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, float]:
+def our_loss(
+    users: EncoderText, items: EncoderText, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, int, float]:
     """Loss of one batch of indices; also the number of distinct texts encoded and their mean padded length."""
     u, i = users(batch["user"]), items(batch["item"])  # (B, H) each, from U + I distinct texts
     loss = ((u * i).sum(-1) - batch["labels"]).pow(2).mean()
@@ -130,7 +138,9 @@ def compare_pipelines(
     users, items = np.asarray(users)[:n_rows], np.asarray(items)[:n_rows]
     labels = np.asarray(labels, dtype=np.float32)[:n_rows]
     if n_rows < (warmup + 1) * batch_size:
-        raise ValueError(f"need at least {(warmup + 1) * batch_size} rows for warmup={warmup}, batch_size={batch_size}")
+        raise ValueError(
+            f"need at least {(warmup + 1) * batch_size} rows for warmup={warmup}, batch_size={batch_size}"
+        )
     try:
         ds = ArticlePairDataset(user_texts, item_texts, users, items, labels, encoder.tokenizer, max_length)
         article_batches = iter(DataLoader(ds, batch_size=batch_size, shuffle=False))

@@ -29,9 +29,13 @@ from tqdm.auto import tqdm
 
 from .data.datasets import RankingEval, TensorDictDataset
 from .data.tasks import Task, validate_labels
+from .evaluation import _to, evaluate, ranking_scores
 from .io import atomic_write_bytes
-from .models.heads import task_loss, task_metric, to_predictions
+from .models.heads import task_loss
 from .models.towers import EncoderText
+
+__all__ = ["EarlyStopping", "check_task_data", "evaluate", "fit", "load_checkpoint", "make_accelerator",
+           "param_groups", "ranking_scores", "save_checkpoint", "train_one_epoch"]  # fmt: skip
 
 
 @dataclass
@@ -72,7 +76,9 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "no", gradient
     check_choice("mixed_precision", mixed_precision, ("no", "fp16", "bf16"))
     AcceleratorState._reset_state(reset_partial_state=True)
     cpu = get_device(device).type == "cpu"
-    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps)
+    return Accelerator(
+        cpu=cpu, mixed_precision=mixed_precision, gradient_accumulation_steps=gradient_accumulation_steps
+    )
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path) -> Path:
@@ -88,15 +94,13 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> torch.nn.Module
     return model
 
 
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
 def check_task_data(tasks: Sequence[Task], data: Mapping[str, object], part: str = "training") -> None:
     """Reject, before any training, a task whose data is missing or whose labels do not fit its loss."""
     for t in tasks:
         if t.data not in data:
-            raise ValueError(f"task {t.name!r} reads {part} data {t.data!r}, but only {sorted(data)} were given")
+            raise ValueError(
+                f"task {t.name!r} reads {part} data {t.data!r}, but only {sorted(data)} were given"
+            )
         source = data[t.data]
         dataset = getattr(source, "dataset", source)
         if isinstance(dataset, TensorDictDataset):
@@ -125,7 +129,8 @@ def train_one_epoch(
     names, sources = [t.name for t in tasks], sorted({t.data for t in tasks})
     n_steps = max(len(loaders[s]) for s in sources)
     iters = {s: iter(loaders[s]) if len(loaders[s]) == n_steps else cycle(loaders[s]) for s in sources}
-    shared = model.shared_parameters() if hasattr(model, "shared_parameters") else None
+    inner = accelerator.unwrap_model(model)  # the model itself, not a distributed wrapper
+    shared = inner.shared_parameters() if hasattr(inner, "shared_parameters") else None
     sums, weight_sums = np.zeros(len(tasks)), np.zeros(len(tasks))
     model.train()
     bar = tqdm(range(n_steps), desc="train", leave=False, disable=not progress)
@@ -142,6 +147,10 @@ def train_one_epoch(
             if result.grads is None:
                 accelerator.backward(result.loss)
             else:  # gradient surgery (PCGrad) edits the shared gradients itself
+                if accelerator.scaler is not None:
+                    raise ValueError(
+                        "gradient-surgery strategies (PCGrad) need mixed_precision='no' or 'bf16', not 'fp16'"
+                    )
                 result.backward()
             if max_grad_norm is not None and accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -156,53 +165,9 @@ def train_one_epoch(
     return stats, step
 
 
-@torch.no_grad()
-def ranking_scores(model: torch.nn.Module, task: Task, data: RankingEval, num_items: int | None = None) -> np.ndarray:
-    """(U, I) scores of ``data.users`` for every item, training items set to -inf."""
-    device = next(model.parameters(), torch.empty(0)).device
-    users, num_items = data.users.to(device), num_items or data.exclude.shape[1]
-    if hasattr(model, "score_items"):
-        scores = model.score_items(task.name, users, num_items)
-    else:
-        rows = []
-        for u in users.split(64):
-            batch = {"user": u.repeat_interleave(num_items), "item": torch.arange(num_items, device=device).repeat(len(u))}
-            rows.append(model(batch, [task.name])[task.name].reshape(len(u), num_items))
-        scores = torch.cat(rows)
-    scores = scores.float().cpu().masked_fill(data.exclude, float("-inf"))
-    return scores.numpy()
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, tasks: Sequence[Task], data: Mapping[str, object], device=None) -> dict[str, float]:
-    """Metrics of every task on ``data`` (``{data name: DataLoader or RankingEval}``), keyed ``"<task>/<metric>"``."""
-    from . import metrics as M
-
-    model.eval()
-    device = device or next(model.parameters(), torch.empty(0)).device
-    results = {}
-    for t in [t for t in tasks if t.kind == "ranking"]:
-        scores = ranking_scores(model, t, data[t.data])
-        for m in t.metrics:
-            name, k = m.split("@")
-            fn = {"recall": M.recall_at_k, "ndcg": M.ndcg_at_k, "hr": M.hr_at_k}[name]
-            results[f"{t.name}/{m}"] = fn(scores, data[t.data].positives, int(k))
-    for s in sorted({t.data for t in tasks if t.kind != "ranking"}):
-        group = [t for t in tasks if t.data == s and t.kind != "ranking"]
-        preds, labels = {t.name: [] for t in group}, {t.name: [] for t in group}
-        for batch in data[s]:
-            batch = _to(batch, device)
-            out = model(batch, [t.name for t in group])
-            for t in group:
-                preds[t.name].append(to_predictions(t, out[t.name]))
-                labels[t.name].append(batch[t.label].cpu().numpy())
-        for t in group:
-            y, p = np.concatenate(labels[t.name]), np.concatenate(preds[t.name])
-            results.update({f"{t.name}/{m}": task_metric(t, m, y, p) for m in t.metrics})
-    return results
-
-
-def param_groups(model: torch.nn.Module, lr: float, encoder_lr: float | None, weight_decay: float) -> list[dict]:
+def param_groups(
+    model: torch.nn.Module, lr: float, encoder_lr: float | None, weight_decay: float
+) -> list[dict]:
     """Optimizer groups: fine-tuned encoders get ``encoder_lr``, the rest ``lr``."""
     enc = {id(p) for m in model.modules() if isinstance(m, EncoderText) for p in m.model.parameters()}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in enc]
@@ -268,7 +233,9 @@ def fit(
     task_of = {t.name: t for t in tasks}
     mon_task, _, mon_metric = monitor.partition("/")
     if mon_task not in task_of or mon_metric not in task_of[mon_task].metrics:
-        raise ValueError(f"monitor={monitor!r} is not '<task>/<metric>' of these tasks: {[t.name + '/' + m for t in tasks for m in t.metrics]}")
+        raise ValueError(
+            f"monitor={monitor!r} is not '<task>/<metric>' of these tasks: {[t.name + '/' + m for t in tasks for m in t.metrics]}"
+        )
     accelerator = make_accelerator(device, mixed_precision, gradient_accumulation_steps)
     if strategy is not None:
         strategy.to(accelerator.device)
@@ -286,7 +253,9 @@ def fit(
     bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
-        stats, step = (epoch_fn or train_one_epoch)(model, tasks, train_loaders, optimizer, accelerator, strategy, step, max_grad_norm, progress)
+        stats, step = (epoch_fn or train_one_epoch)(
+            model, tasks, train_loaders, optimizer, accelerator, strategy, step, max_grad_norm, progress
+        )
         val = evaluate(model, tasks, val_data, accelerator.device)
         row = {"epoch": epoch, "step": step, "seconds": time.perf_counter() - start, **stats}
         row.update({f"val/{k}": v for k, v in val.items()})

@@ -13,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from .io import atomic_write_bytes
 
@@ -21,12 +22,14 @@ def _axes(ax):
     return ax if ax is not None else plt.subplots(figsize=(6, 3.5))[1]
 
 
-def plot_rating_distribution(ratings, ax=None, title: str = "Rating distribution"):
+def plot_rating_distribution(
+    ratings, ax=None, title: str = "Rating distribution", ylabel: str = "number of ratings"
+):
     """Bar chart of how many ratings have each star value."""
     ax = _axes(ax)
     counts = pd.Series(np.asarray(ratings)).value_counts().sort_index()
     ax.bar(counts.index.astype(str), counts.to_numpy(), color="tab:blue")
-    ax.set(xlabel="rating (stars)", ylabel="number of ratings", title=title)
+    ax.set(xlabel="rating (stars)", ylabel=ylabel, title=title)
     return ax
 
 
@@ -75,7 +78,7 @@ def plot_label_balance(table: pd.DataFrame, ax=None, ylabel: str = "fraction of 
     ax = _axes(ax)
     table.plot.bar(ax=ax, rot=0)
     ax.set(xlabel=table.index.name or "", ylabel=ylabel, title=title)
-    ax.legend(title=table.columns.name, fontsize="small")
+    ax.legend(title=table.columns.name, fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
     return ax
 
 
@@ -88,6 +91,7 @@ def plot_history(history: pd.DataFrame, columns: Sequence[str], ax=None, ylabel:
     best = history.attrs.get("best_epoch")
     if best is not None and best > 0:
         ax.axvline(best, color="grey", ls=":", label=f"best epoch ({best})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel=ylabel, title=title)
     ax.legend(fontsize="small")
     return ax
@@ -104,7 +108,7 @@ def plot_metric_bars(values: Mapping[str, float], ax=None, xlabel: str = "metric
     for j, (name, ref) in enumerate((references or {}).items()):
         ax.axvline(ref, color=f"C{j + 1}", ls="--", label=f"{name} {ref:.4f}")
     if references:
-        ax.legend(fontsize="small", loc="lower right")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     lo = min(vals + list((references or {}).values()))
     ax.set_xlim(left=max(0.0, lo - 0.1 * abs(lo)))
     ax.set(xlabel=xlabel, title=title)

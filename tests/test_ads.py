@@ -29,7 +29,9 @@ def make_model(world, mode, **kw):
     torch.manual_seed(0)
     feats = ads.clicked_ads_features(world["log"], world["item_text"], world["user_ids"], world["item_ids"])
     tasks = list(ads.ads_tasks().values())
-    return ads.build_ads_model(world["user_text"], world["item_text"], tasks, mode, user_features=feats, dim=8, hidden=16, **kw)
+    return ads.build_ads_model(
+        world["user_text"], world["item_text"], tasks, mode, user_features=feats, dim=8, hidden=16, **kw
+    )
 
 
 def test_pal_logit_is_the_logit_of_the_product():

@@ -39,14 +39,18 @@ def test_article_item_dataset_indexes_labels_with_the_text(tokenizer):
     with pytest.raises(TypeError, match="list indices"):
         ns["ItemDataset"](["Toy Story (1995)", "GoldenEye (1995)"], [1, 0], tokenizer)[0]
     with pytest.raises(KeyError, match="Toy Story"):
-        ns["ItemDataset"](pd.Series(["Toy Story (1995)", "GoldenEye (1995)"]), pd.Series([1, 0]), tokenizer)[0]
+        ns["ItemDataset"](pd.Series(["Toy Story (1995)", "GoldenEye (1995)"]), pd.Series([1, 0]), tokenizer)[
+            0
+        ]
     ours = ItemDataset(["Toy Story (1995)", "GoldenEye (1995)"], [1, 0], tokenizer)
     assert [float(ours[i]["labels"]) for i in range(2)] == [1.0, 0.0]
 
 
 def test_article_user_dataset_returns_ids_as_the_attention_mask(tokenizer):
     ns = load_article("user", **SUPPLIED)
-    ds = ns["UserDataset"](["A 24-year-old man", "A woman"], [["Toy Story", "Fargo"], ["Heat"]], [1, 0], tokenizer)
+    ds = ns["UserDataset"](
+        ["A 24-year-old man", "A woman"], [["Toy Story", "Fargo"], ["Heat"]], [1, 0], tokenizer
+    )
     sample = ds[0]
     assert torch.equal(sample["item_input_ids"], sample["item_attention_mask"])
     assert sample["item_input_ids"].shape == (4, 128)  # 2 items -> 4 rows: ids and masks interleaved
@@ -90,12 +94,16 @@ def test_article_joint_train_never_reads_the_second_dataset():
     ns = load_article("joint", tqdm=lambda x, **kw: x, device="cpu", torch=torch,
                       dataloader=lambda ds, bs: DataLoader(ds, batch_size=bs))  # fmt: skip
     model = torch.nn.Linear(3, 1)
-    model.forward = lambda input_ids, attention_mask=None: type("O", (), {"logits": input_ids.float() @ torch.ones(3, 1)})()
+    model.forward = lambda input_ids, attention_mask=None: type(
+        "O", (), {"logits": input_ids.float() @ torch.ones(3, 1)}
+    )()
     data = [{"input_ids": torch.ones(3), "attention_mask": torch.ones(3), "labels": torch.ones(1)}] * 4
 
     def loss_fn(outputs, labels):
         calls.append(1)
         return (outputs.logits - labels).pow(2).mean() + 0 * model.weight.sum()
 
-    loss = ns["joint_train"](model, data, Untouchable(), 2, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn)
+    loss = ns["joint_train"](
+        model, data, Untouchable(), 2, torch.optim.SGD(model.parameters(), lr=0.0), loss_fn
+    )
     assert len(calls) == 2 and loss > 0  # two batches of dataset1 only; loss_fn2 never exists here

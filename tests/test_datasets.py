@@ -47,7 +47,9 @@ def test_pad_sequences_pads_to_the_longest_and_masks_padding():
 
 def test_item_dataset_returns_the_label_of_the_index_and_tokenises_once(tokenizer):
     counting = CountingTokenizer(tokenizer)
-    ds = ItemDataset(["Toy Story (1995)", "GoldenEye (1995). Genres: Action, Adventure"], [1.0, 0.0], counting)
+    ds = ItemDataset(
+        ["Toy Story (1995)", "GoldenEye (1995). Genres: Action, Adventure"], [1.0, 0.0], counting
+    )
     assert counting.calls == 1
     assert float(ds[1]["labels"]) == 0.0 and float(ds[0]["labels"]) == 1.0
     batch = collate_items([ds[0], ds[1]], ds.pad_id)
@@ -63,7 +65,9 @@ def test_item_dataset_rejects_mismatched_lengths(tokenizer):
 
 
 def test_user_dataset_keeps_ids_and_masks_apart(tokenizer):
-    ds = UserDataset(["A 24-year-old man", "A woman"], [["Toy Story", "Fargo (1996)"], ["Heat"]], [1, 0], tokenizer)
+    ds = UserDataset(
+        ["A 24-year-old man", "A woman"], [["Toy Story", "Fargo (1996)"], ["Heat"]], [1, 0], tokenizer
+    )
     batch = collate_users([ds[0], ds[1]], ds.pad_id)
     assert batch["item_input_ids"].shape[:2] == (2, 2) and batch["item_attention_mask"].shape[:2] == (2, 2)
     assert not torch.equal(batch["item_input_ids"], batch["item_attention_mask"])
@@ -98,7 +102,9 @@ def test_index_of_maps_ids_and_rejects_unknown_ones():
 
 def test_negative_sampling_never_draws_a_rated_item():
     seen = seen_matrix([0, 0, 1], [0, 1, 2], num_users=2, num_items=4)
-    ds = NegativeSamplingDataset([0, 0, 1], [0, 1, 2], seen, num_negatives=3, generator=torch.Generator().manual_seed(0))
+    ds = NegativeSamplingDataset(
+        [0, 0, 1], [0, 1, 2], seen, num_negatives=3, generator=torch.Generator().manual_seed(0)
+    )
     batch = ds.__getitems__([0, 1, 2])
     assert len(batch["user"]) == 3 * 4 and batch["interest"].sum() == 3
     neg = batch["interest"] == 0

@@ -227,3 +227,37 @@ def test_measuring_cosines_does_not_change_the_run():
     probed = run_experiment(bundle, ["rating", "like", "interest"], epochs=2, cosine_every=1)
     assert plain.test == pytest.approx(probed.test, rel=1e-6)
     assert probed.log.probe is not None and probed.log.frame().filter(like="cos/").notna().any().all()
+
+
+def test_metrics_to_record_and_best_setting():
+    from mtrec_utils.experiments import best_setting, metrics_to_record
+
+    rows = pd.DataFrame({"setting": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "metric": ["rating/rmse"] * 4,
+                         "value": [0.9, 1.0, 0.8, 0.8]})  # fmt: skip
+    out = metrics_to_record("movielens", rows, "a", "joint")
+    assert out == {
+        "ml_u1_rmse_joint": pytest.approx(0.95),
+        "ml_u1_rmse_joint_std": pytest.approx(np.std([0.9, 1.0], ddof=1)),
+    }
+    assert best_setting(rows, "rating/rmse", ["a", "b"]) == ("b", pytest.approx(0.8))  # lower RMSE wins
+    with pytest.raises(ValueError, match="like/auc"):
+        best_setting(rows, "like/auc", ["a"])
+
+
+def test_joint_plots_draw_labelled_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mtrec_utils.joint_viz import plot_gains, plot_step_curves, plot_validation, smooth
+
+    frame = pd.DataFrame({"step": [0, 1, 2, 3], "loss/a": [4.0, 3.0, 2.0, 1.0], "weight/a": [1.0] * 4})
+    ax = plot_step_curves(frame, "loss/", window=3, log_y=True)
+    assert ax.get_xlabel().startswith("training step") and ax.get_yscale() == "log"
+    assert smooth(frame["loss/a"], 3).tolist() == pytest.approx([3.5, 3.0, 2.0, 1.5])
+    with pytest.raises(ValueError, match="cos/"):
+        plot_step_curves(frame, "cos/")
+    history = pd.DataFrame({"epoch": [1, 2], "val/a/rmse": [1.0, 0.9]})
+    history.attrs["best_epoch"] = 2
+    assert plot_validation({"run": history}, "val/a/rmse").get_xlabel() == "epoch"
+    table = pd.DataFrame({"j gain": [0.1, -0.2]}, index=["a/auc", "a/rmse"])
+    assert "gain" in plot_gains(table, ["j gain"]).get_xlabel()

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
+from mtrec_utils import metrics as M
 from mtrec_utils.data import GENRES
 from mtrec_utils.data.tasks import clothing_tasks, movielens_tasks
 from mtrec_utils.encoders import encode_texts, load_encoder
@@ -28,7 +29,12 @@ from mtrec_utils.models import (
 from mtrec_utils.models.heads import task_metric
 
 TASKS = movielens_tasks(GENRES)
-TEXTS = ["Toy Story (1995).", "GoldenEye (1995). Genres: Action, Adventure, Thriller.", "Heat", "Fargo (1996)"]
+TEXTS = [
+    "Toy Story (1995).",
+    "GoldenEye (1995). Genres: Action, Adventure, Thriller.",
+    "Heat",
+    "Fargo (1996)",
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +44,10 @@ def tiny():
 
 def toy_model(tasks, dim=8):
     torch.manual_seed(0)
-    towers = {"user": EntityTower(5, dim, FrozenText(torch.randn(5, 6))), "item": EntityTower(7, dim, features=torch.randn(7, 3))}
+    towers = {
+        "user": EntityTower(5, dim, FrozenText(torch.randn(5, 6))),
+        "item": EntityTower(7, dim, features=torch.randn(7, 3)),
+    }
     return MultiTaskModel(towers, tasks, hidden=16, dropout=0.0)
 
 
@@ -53,7 +62,9 @@ def test_bounded_regression_head_stays_in_range_and_starts_at_the_mean():
 
 def test_losses_match_torch():
     out, y = torch.randn(6, 1), torch.randint(0, 2, (6,)).float()
-    assert torch.isclose(task_loss(TASKS["like"], out, y), torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y))
+    assert torch.isclose(
+        task_loss(TASKS["like"], out, y), torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], y)
+    )
     assert torch.isclose(task_loss(TASKS["rating"], out, y), torch.nn.functional.mse_loss(out[:, 0], y))
     dept = clothing_tasks(["a", "b", "c"])["department"]
     logits, cls = torch.randn(6, 3), torch.randint(0, 3, (6,))
@@ -68,7 +79,9 @@ def test_task_metrics_match_scikit_learn():
     assert np.isclose(task_metric(TASKS["genres"], "f1_micro", y, p), f1_score(y, p >= 0.5, average="micro"))
     assert np.isclose(task_metric(TASKS["genres"], "auc_macro", y, p), roc_auc_score(y, p, average="macro"))
     cl_rating = clothing_tasks(["a"])["rating"]
-    assert task_metric(cl_rating, "accuracy", np.array([4, 5, 1]), np.array([4.4, 4.6, 2.0])) == pytest.approx(2 / 3)
+    assert task_metric(
+        cl_rating, "accuracy", np.array([4, 5, 1]), np.array([4.4, 4.6, 2.0])
+    ) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="unknown"):
         task_metric(TASKS["rating"], "r2", y[:, 0], p[:, 0])
 
@@ -85,13 +98,17 @@ def test_encoder_text_encodes_each_distinct_text_once_and_matches_separate_encod
     table.model.forward = counting
     out = table(torch.tensor([2, 0, 2, 2, 0]))
     assert seen == [(2, max(len(tiny.tokenizer(TEXTS[i])["input_ids"]) for i in (0, 2)))]
-    expected = encode_texts(tiny, [TEXTS[i] for i in (2, 0, 2, 2, 0)], max_length=32, use_cache=False, progress=False)
+    expected = encode_texts(
+        tiny, [TEXTS[i] for i in (2, 0, 2, 2, 0)], max_length=32, use_cache=False, progress=False
+    )
     assert torch.allclose(out, expected, atol=1e-5)
     assert "ids" not in table.state_dict() and any(k.startswith("model.") for k in table.state_dict())
 
 
 def test_entity_tower_fuses_its_inputs():
-    tower = EntityTower(4, 6, FrozenText(torch.randn(4, 5)), torch.randn(4, 2), {"cat": torch.tensor([0, 1, 1, 2])})
+    tower = EntityTower(
+        4, 6, FrozenText(torch.randn(4, 5)), torch.randn(4, 2), {"cat": torch.tensor([0, 1, 1, 2])}
+    )
     assert tower(torch.tensor([0, 3])).shape == (2, 6)
     assert "features" not in tower.state_dict() and "text.table" not in tower.state_dict()
     with pytest.raises(ValueError, match="at least one input"):
@@ -126,7 +143,9 @@ def test_bias_baseline_recovers_biases():
     r = 3.5 + bu[u] + bi[i] + rng.normal(0, 0.1, 4000)
     model = BiasBaseline(reg_user=1, reg_item=1).fit(u, i, r, 20, 30)
     assert np.corrcoef(model.bu, bu)[0, 1] > 0.95 and np.corrcoef(model.bi, bi)[0, 1] > 0.95
-    assert model.predict([0], [0], clip=(1, 5))[0] == pytest.approx(np.clip(3.5 + bu[0] + bi[0], 1, 5), abs=0.1)
+    assert model.predict([0], [0], clip=(1, 5))[0] == pytest.approx(
+        np.clip(3.5 + bu[0] + bi[0], 1, 5), abs=0.1
+    )
 
 
 def test_mf_and_popularity_share_the_model_interface():
@@ -146,3 +165,23 @@ def test_surprise_runs_when_installed_and_says_so_when_not():
     else:
         with pytest.raises(ImportError):
             surprise_rmse(train, test)
+
+
+def test_bias_warm_start_reproduces_the_baseline_at_the_start():
+    rng = np.random.default_rng(1)
+    u, i = rng.integers(0, 5, 300), rng.integers(0, 7, 300)
+    r = np.clip(np.rint(3.5 + rng.normal(0, 0.6, 5)[u] + rng.normal(0, 0.6, 7)[i]), 1, 5)
+    base = BiasBaseline(reg_user=1, reg_item=1).fit(u, i, r, 5, 7)
+    batch = {"user": torch.as_tensor(u), "item": torch.as_tensor(i)}
+    mf = MatrixFactorization(5, 7, [TASKS["rating"]], dim=2, mu=base.mu)
+    torch.nn.init.zeros_(mf.p.weight)
+    mf.init_biases(base.bu, base.bi)
+    expected = base.mu + base.bu[u] + base.bi[i]
+    assert np.allclose(mf(batch)["rating"][:, 0].detach().numpy(), expected, atol=1e-5)
+    model = toy_model([TASKS["rating"]]).eval()
+    model.heads["rating"].init_from_labels(r)
+    torch.nn.init.zeros_(model.heads["rating"].net[-1].weight)
+    model.init_biases(base.bu, base.bi)
+    got = model(batch)["rating"][:, 0].detach().numpy()
+    assert np.corrcoef(got, expected)[0, 1] > 0.97  # the sigmoid link is linearised at the mean
+    assert abs(M.rmse(r, got) - M.rmse(r, expected)) < 0.05

@@ -52,12 +52,24 @@ def test_bad_task_definitions_name_the_problem():
     with pytest.raises(ValueError, match="monitor"):
         Task("x", "binary", "x", "d", "pair", ("auc",), "rmse")
     with pytest.raises(ValueError, match="num_outputs"):
-        Task("x", "multiclass", "x", "d", "item", ("accuracy",), "accuracy", num_outputs=3, class_names=("a", "b"))
+        Task(
+            "x",
+            "multiclass",
+            "x",
+            "d",
+            "item",
+            ("accuracy",),
+            "accuracy",
+            num_outputs=3,
+            class_names=("a", "b"),
+        )
 
 
 def test_validate_labels_rejects_labels_that_do_not_fit_the_loss():
     t = movielens_tasks(GENRES)
-    with pytest.raises(ValueError, match=r"task 'rating', column 'rating'.*outside the head's range \[1, 5\]"):
+    with pytest.raises(
+        ValueError, match=r"task 'rating', column 'rating'.*outside the head's range \[1, 5\]"
+    ):
         validate_labels(t["rating"], [1, 3, 6])
     with pytest.raises(ValueError, match=r"task 'like', column 'like'.*0 or 1"):
         validate_labels(t["like"], [0, 1, 4])

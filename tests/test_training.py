@@ -36,12 +36,16 @@ def toy_ratings(n=600, seed=0):
 
 def loaders(seed=0, batch_size=64):
     g = torch.Generator().manual_seed(seed)
-    return {"ratings": make_loader(toy_ratings(), batch_size, True, g)}, {"ratings": make_loader(toy_ratings(200, 1), 256)}
+    return {"ratings": make_loader(toy_ratings(), batch_size, True, g)}, {
+        "ratings": make_loader(toy_ratings(200, 1), 256)
+    }
 
 
 def toy_model(tasks, seed=0):
     torch.manual_seed(seed)
-    return MultiTaskModel({"user": EntityTower(NU, 8), "item": EntityTower(NI, 8)}, tasks, hidden=16, dropout=0.0)
+    return MultiTaskModel(
+        {"user": EntityTower(NU, 8), "item": EntityTower(NI, 8)}, tasks, hidden=16, dropout=0.0
+    )
 
 
 def test_early_stopping_counts_epochs_without_improvement():
@@ -55,19 +59,32 @@ def test_fit_learns_and_returns_a_history(tmp_path):
     model = toy_model([TASKS["rating"]])
     history = fit(model, [TASKS["rating"]], train, val, epochs=8, lr=0.02, progress=False,
                   checkpoint_path=tmp_path / "best.safetensors", tb_dir=tmp_path / "tb")  # fmt: skip
-    assert {"epoch", "seconds", "loss/rating", "weight/rating", "val/rating/rmse", "val/rating/mae"} <= set(history)
+    assert {"epoch", "seconds", "loss/rating", "weight/rating", "val/rating/rmse", "val/rating/mae"} <= set(
+        history
+    )
     assert history["loss/rating"].iloc[-1] < history["loss/rating"].iloc[0]
     best = history.attrs["best_epoch"]
     assert history.attrs["best_value"] == pytest.approx(history["val/rating/rmse"].min())
     assert history.loc[history.epoch == best, "val/rating/rmse"].item() == history["val/rating/rmse"].min()
-    assert evaluate(model, [TASKS["rating"]], val)["rating/rmse"] == pytest.approx(history.attrs["best_value"], rel=1e-5)
+    assert evaluate(model, [TASKS["rating"]], val)["rating/rmse"] == pytest.approx(
+        history.attrs["best_value"], rel=1e-5
+    )
     assert list((tmp_path / "tb").glob("events.out.tfevents.*")), "TensorBoard scalars were not written"
 
 
 def test_checkpoint_restores_the_best_weights(tmp_path):
     train, val = loaders()
     model = toy_model([TASKS["rating"]])
-    fit(model, [TASKS["rating"]], train, val, epochs=3, lr=0.02, progress=False, checkpoint_path=tmp_path / "c.safetensors")
+    fit(
+        model,
+        [TASKS["rating"]],
+        train,
+        val,
+        epochs=3,
+        lr=0.02,
+        progress=False,
+        checkpoint_path=tmp_path / "c.safetensors",
+    )
     state = safetensors.torch.load_file(tmp_path / "c.safetensors")
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     fresh = load_checkpoint(toy_model([TASKS["rating"]], seed=1), tmp_path / "c.safetensors")
@@ -97,7 +114,14 @@ def test_bad_labels_are_rejected_before_training():
     with pytest.raises(ValueError, match="reads training data 'items'"):
         fit(toy_model([TASKS["genres"]]), [TASKS["genres"]], train, loaders()[1], epochs=1, progress=False)
     with pytest.raises(ValueError, match="monitor"):
-        fit(toy_model([TASKS["rating"]]), [TASKS["rating"]], *loaders(), epochs=1, monitor="rating/auc", progress=False)
+        fit(
+            toy_model([TASKS["rating"]]),
+            [TASKS["rating"]],
+            *loaders(),
+            epochs=1,
+            monitor="rating/auc",
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("name", ["uw", "pcgrad"])
@@ -158,7 +182,14 @@ def test_callbacks_see_the_history_and_can_stop_training():
         seen.append(len(history))
         return len(history) >= 2
 
-    fit(toy_model([TASKS["rating"]]), [TASKS["rating"]], *loaders(), epochs=5, callbacks=[stop_after_two], progress=False)
+    fit(
+        toy_model([TASKS["rating"]]),
+        [TASKS["rating"]],
+        *loaders(),
+        epochs=5,
+        callbacks=[stop_after_two],
+        progress=False,
+    )
     assert seen == [1, 2]
 
 

@@ -16,7 +16,9 @@ def test_each_plot_labels_its_axes():
     rng = np.random.default_rng(0)
     history = pd.DataFrame({"epoch": [1, 2, 3], "val/rating/rmse": [1.0, 0.95, 0.97]})
     history.attrs["best_epoch"] = 2
-    balance = pd.DataFrame({"no": [0.2, 0.3], "yes": [0.8, 0.7]}, index=pd.Index(["train", "test"], name="split"))
+    balance = pd.DataFrame(
+        {"no": [0.2, 0.3], "yes": [0.8, 0.7]}, index=pd.Index(["train", "test"], name="split")
+    )
     axes = [
         viz.plot_rating_distribution(rng.integers(1, 6, 100)),
         viz.plot_long_tail(rng.integers(1, 50, 30)),

@@ -82,7 +82,9 @@ class UserDataset(Dataset):
 
     def __init__(self, users, items, labels, tokenizer, max_length: int = 128):
         if not len(users) == len(items) == len(labels):
-            raise ValueError(f"users, items, labels differ in length: {len(users)}, {len(items)}, {len(labels)}")
+            raise ValueError(
+                f"users, items, labels differ in length: {len(users)}, {len(items)}, {len(labels)}"
+            )
         self.user_ids = tokenize_once(tokenizer, users, max_length)
         self.item_ids = [tokenize_once(tokenizer, its, max_length) if len(its) else [] for its in items]
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.float32))
@@ -92,7 +94,11 @@ class UserDataset(Dataset):
         return len(self.user_ids)
 
     def __getitem__(self, idx: int) -> dict:
-        return {"user_input_ids": self.user_ids[idx], "item_input_ids": self.item_ids[idx], "labels": self.labels[idx]}
+        return {
+            "user_input_ids": self.user_ids[idx],
+            "item_input_ids": self.item_ids[idx],
+            "labels": self.labels[idx],
+        }
 
 
 def collate_users(batch: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
@@ -135,7 +141,9 @@ class TensorDictDataset(Dataset):
     def __init__(self, **tensors):
         if not tensors:
             raise ValueError("TensorDictDataset needs at least one tensor, e.g. TensorDictDataset(user=...)")
-        self.tensors = {k: torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for k, v in tensors.items()}
+        self.tensors = {
+            k: torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for k, v in tensors.items()
+        }
         sizes = {k: len(v) for k, v in self.tensors.items()}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"tensors differ in length: {sizes}")
@@ -160,7 +168,9 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader; batch-fetching datasets (``__getitems__``) skip the per-sample collate."""
     collate = _as_is if hasattr(dataset, "__getitems__") else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate
+    )
 
 
 def index_of(ids, vocabulary, name: str = "ids") -> np.ndarray:
@@ -173,7 +183,9 @@ def index_of(ids, vocabulary, name: str = "ids") -> np.ndarray:
 
     pos = pd.Index(vocabulary).get_indexer(np.asarray(ids))
     if (pos < 0).any():
-        raise ValueError(f"{name}: {int((pos < 0).sum())} ids are not in the vocabulary, e.g. {np.asarray(ids)[pos < 0][:3]}")
+        raise ValueError(
+            f"{name}: {int((pos < 0).sum())} ids are not in the vocabulary, e.g. {np.asarray(ids)[pos < 0][:3]}"
+        )
     return pos.astype(np.int64)
 
 
@@ -239,7 +251,11 @@ def seen_matrix(users, items, num_users: int, num_items: int) -> torch.Tensor:
 
 
 def ranking_eval(
-    seen: torch.Tensor, test_users, test_items, max_users: int | None = None, generator: torch.Generator | None = None
+    seen: torch.Tensor,
+    test_users,
+    test_items,
+    max_users: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> RankingEval:
     """Build a :class:`RankingEval`: each user's positives are its ``test_items``; ``seen`` is excluded.
 

@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .datasets import NegativeSamplingDataset, RankingEval, TensorDictDataset, index_of, ranking_eval, seen_matrix
+from .datasets import (
+    NegativeSamplingDataset,
+    RankingEval,
+    TensorDictDataset,
+    index_of,
+    ranking_eval,
+    seen_matrix,
+)
 from .tasks import like_labels
 
 

@@ -79,6 +79,12 @@ class MatrixFactorization(nn.Module):
             nn.init.zeros_(emb.weight)
         self.mu = nn.Parameter(torch.tensor(float(mu)))
 
+    @torch.no_grad()
+    def init_biases(self, user_bias, item_bias) -> None:
+        """Warm-start ``b_u``, ``b_i`` from a :class:`BiasBaseline` fit ((N,) arrays, rating units)."""
+        self.bu.weight.copy_(torch.as_tensor(np.asarray(user_bias), dtype=torch.float32).reshape(-1, 1))
+        self.bi.weight.copy_(torch.as_tensor(np.asarray(item_bias), dtype=torch.float32).reshape(-1, 1))
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """All parameters (an MF model has no task-specific part)."""
         return list(self.parameters())
@@ -115,7 +121,10 @@ def surprise_available() -> bool:
 
 
 def surprise_rmse(
-    train: pd.DataFrame, test: pd.DataFrame, algorithms: Sequence[str] = ("SVD", "SVD++", "BaselineOnly"), seed: int = 0
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    algorithms: Sequence[str] = ("SVD", "SVD++", "BaselineOnly"),
+    seed: int = 0,
 ) -> dict[str, float]:
     """Test RMSE of scikit-surprise's algorithms with their default settings.
 
@@ -131,7 +140,9 @@ def surprise_rmse(
 
     classes = {"SVD": surprise.SVD, "SVD++": surprise.SVDpp, "BaselineOnly": surprise.BaselineOnly}
     reader = surprise.Reader(rating_scale=(1, 5))
-    trainset = surprise.Dataset.load_from_df(train[["user_id", "item_id", "rating"]], reader).build_full_trainset()
+    trainset = surprise.Dataset.load_from_df(
+        train[["user_id", "item_id", "rating"]], reader
+    ).build_full_trainset()
     testset = list(test[["user_id", "item_id", "rating"]].itertuples(index=False, name=None))
     out = {}
     for name in algorithms:

@@ -46,7 +46,9 @@ class MultiTaskModel(nn.Module):
         dropout: dropout inside the trunks and heads.
     """
 
-    def __init__(self, towers: dict[str, nn.Module], tasks: Sequence[Task], hidden: int = 128, dropout: float = 0.1):
+    def __init__(
+        self, towers: dict[str, nn.Module], tasks: Sequence[Task], hidden: int = 128, dropout: float = 0.1
+    ):
         super().__init__()
         self.tasks = {t.name: t for t in tasks}
         self.towers = nn.ModuleDict(towers)
@@ -58,9 +60,13 @@ class MultiTaskModel(nn.Module):
         self.trunks = nn.ModuleDict()
         if any(t.input == "pair" for t in tasks):
             if towers["user"].dim != towers["item"].dim:
-                raise ValueError(f"user and item towers differ in dim: {towers['user'].dim} vs {towers['item'].dim}")
+                raise ValueError(
+                    f"user and item towers differ in dim: {towers['user'].dim} vs {towers['item'].dim}"
+                )
             self.trunks["pair"] = mlp(2 * towers["user"].dim, hidden, dropout)
-            self.biases = nn.ModuleDict({k: nn.Embedding(towers[k].num_entities, 1) for k in ("user", "item")})
+            self.biases = nn.ModuleDict(
+                {k: nn.Embedding(towers[k].num_entities, 1) for k in ("user", "item")}
+            )
             for emb in self.biases.values():
                 nn.init.zeros_(emb.weight)
         for kind in sorted({t.input for t in tasks} - {"pair"}):
@@ -89,7 +95,9 @@ class MultiTaskModel(nn.Module):
         """Parameters of the towers and trunks (shared by the tasks), for weighting strategies."""
         return [p for m in (self.towers, self.trunks) for p in m.parameters() if p.requires_grad]
 
-    def pair_outputs(self, u: Tensor, i: Tensor, users: Tensor, items: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+    def pair_outputs(
+        self, u: Tensor, i: Tensor, users: Tensor, items: Tensor, names: Sequence[str]
+    ) -> dict[str, Tensor]:
         """Heads of pair tasks from user/item vectors (B, d) and their indices (B,) (for the biases)."""
         h = torch.cat([self.trunks["pair"](torch.cat([u, i], dim=-1)), u * i], dim=-1)  # (B, hidden + d)
         offset = self.biases["user"](users) + self.biases["item"](items)  # (B, 1)
@@ -133,7 +141,10 @@ class MultiTaskModel(nn.Module):
         for start in range(0, len(users), chunk):
             ids = users[start : start + chunk]  # (C,)
             u = self.towers["user"](ids)  # (C, d)
-            uu, uid = u.repeat_interleave(num_items, dim=0), ids.repeat_interleave(num_items)  # (C*I, d), (C*I,)
+            uu, uid = (
+                u.repeat_interleave(num_items, dim=0),
+                ids.repeat_interleave(num_items),
+            )  # (C*I, d), (C*I,)
             ii, iid = items.repeat(len(u), 1), item_ids.repeat(len(u))  # (C*I, d), (C*I,)
             rows.append(self.pair_outputs(uu, ii, uid, iid, [name])[name].reshape(len(u), num_items))
         return torch.cat(rows)

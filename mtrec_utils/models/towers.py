@@ -50,7 +50,9 @@ class EncoderText(nn.Module):
         super().__init__()
         from ..data.datasets import pad_sequences, tokenize_once
 
-        ids, mask = pad_sequences(tokenize_once(encoder.tokenizer, texts, max_length), encoder.tokenizer.pad_token_id or 0)
+        ids, mask = pad_sequences(
+            tokenize_once(encoder.tokenizer, texts, max_length), encoder.tokenizer.pad_token_id or 0
+        )
         self.model = encoder.model
         self.register_buffer("ids", ids, persistent=False)  # (N, T_max)
         self.register_buffer("lengths", mask.sum(dim=1), persistent=False)  # (N,)
@@ -78,7 +80,9 @@ def text_table(
     """The text part of a tower: :class:`FrozenText` (cached embeddings) or :class:`EncoderText`."""
     check_choice("mode", mode, TEXT_MODES)
     if mode == "frozen":
-        emb = encode_texts(encoder, list(texts), batch_size=batch_size, max_length=max_length, progress=progress)
+        emb = encode_texts(
+            encoder, list(texts), batch_size=batch_size, max_length=max_length, progress=progress
+        )
         return FrozenText(emb)
     return EncoderText(encoder, list(texts), max_length)
 
@@ -108,13 +112,17 @@ class EntityTower(nn.Module):
     ):
         super().__init__()
         if text is None and features is None and not categories and not use_id:
-            raise ValueError("EntityTower needs at least one input: text, features, categories or use_id=True")
+            raise ValueError(
+                "EntityTower needs at least one input: text, features, categories or use_id=True"
+            )
         self.num_entities, self.dim = num_entities, dim
         self.id_emb = nn.Embedding(num_entities, dim) if use_id else None
         if self.id_emb is not None:
             nn.init.normal_(self.id_emb.weight, std=0.01)
         self.text = text
-        self.text_proj = nn.Sequential(nn.LayerNorm(text.dim), nn.Linear(text.dim, dim)) if text is not None else None
+        self.text_proj = (
+            nn.Sequential(nn.LayerNorm(text.dim), nn.Linear(text.dim, dim)) if text is not None else None
+        )
         if features is not None:
             self.register_buffer("features", features.float(), persistent=False)  # (N, F)
             self.feat_proj = nn.Linear(features.shape[1], dim)
