@@ -142,7 +142,8 @@ class TensorDictDataset(Dataset):
         if not tensors:
             raise ValueError("TensorDictDataset needs at least one tensor, e.g. TensorDictDataset(user=...)")
         self.tensors = {
-            k: torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for k, v in tensors.items()
+            k: v if torch.is_tensor(v) else torch.tensor(np.asarray(v))
+            for k, v in tensors.items()  # a copy: pandas arrays may be read-only
         }
         sizes = {k: len(v) for k, v in self.tensors.items()}
         if len(set(sizes.values())) != 1:
