@@ -35,7 +35,9 @@ def test_a_pickle_carrying_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"weight": Payload(str(marker))}))
-    with pytest.raises(safetensors.SafetensorError):  # not a safetensors header: refused before any unpickling
+    with pytest.raises(
+        safetensors.SafetensorError
+    ):  # not a safetensors header: refused before any unpickling
         load_checkpoint(torch.nn.Linear(3, 2), evil)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(evil, weights_only=True)
