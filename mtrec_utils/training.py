@@ -27,6 +27,7 @@ import safetensors.torch
 import torch
 from tqdm.auto import tqdm
 
+from .config import check_positive
 from .data.datasets import RankingEval, TensorDictDataset
 from .data.tasks import Task, validate_labels
 from .evaluation import _to, evaluate, ranking_scores
@@ -178,6 +179,29 @@ def param_groups(
     return groups
 
 
+def check_fit_arguments(
+    epochs,
+    lr,
+    encoder_lr=None,
+    weight_decay=0.0,
+    patience=None,
+    gradient_accumulation_steps=1,
+    max_grad_norm=None,
+) -> None:
+    """Reject, before any training, a bad number for :func:`fit` (ValueError naming it and its valid range)."""
+    check_positive("epochs", epochs, integer=True)
+    check_positive("lr", lr)
+    check_positive("gradient_accumulation_steps", gradient_accumulation_steps, integer=True)
+    for name, value, integer in (("encoder_lr", encoder_lr, False), ("patience", patience, True),
+                                 ("max_grad_norm", max_grad_norm, False)):  # fmt: skip
+        if value is not None:
+            check_positive(name, value, integer=integer)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        raise ValueError(
+            f"weight_decay={weight_decay!r} is not valid; it must be a number >= 0 (for example 0.01)"
+        )
+
+
 def fit(
     model: torch.nn.Module,
     tasks: Sequence[Task],
@@ -227,6 +251,9 @@ def fit(
         ``weight/<task>``, ``val/<task>/<metric>``); ``.attrs`` holds ``best_epoch``,
         ``best_value``, ``monitor`` and ``checkpoint``.
     """
+    check_fit_arguments(
+        epochs, lr, encoder_lr, weight_decay, patience, gradient_accumulation_steps, max_grad_norm
+    )
     check_task_data(tasks, train_loaders, "training")
     check_task_data(tasks, val_data, "validation")
     monitor = monitor or f"{tasks[0].name}/{tasks[0].monitor}"
