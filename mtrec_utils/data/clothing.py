@@ -39,12 +39,7 @@ STRATIFY_CHOICES = ("recommended", "rating")
 def check_clothing(df: pd.DataFrame, name: str = "clothing") -> None:
     """Raise ValueError if ``df`` lacks a column, has a wrong dtype, a rating outside 1..5 or a non-0/1 label."""
     fetch.check_table(df, SCHEMA, name)
-    bad = df[(df["rating"] < 1) | (df["rating"] > 5)]
-    if len(bad):
-        raise ValueError(
-            f"{name} has {len(bad)} rating(s) outside 1..5 (first row: {bad.index[0]}). "
-            "Fix: the file is damaged; delete it and fetch again."
-        )
+    fetch.check_range(df, "rating", 1, 5, name, "the file is damaged; delete it and fetch again.")
     if not df["recommended"].isin([0, 1]).all():
         raise ValueError(
             f"{name} column 'recommended' must be 0 or 1. Fix: delete the damaged file and fetch again."

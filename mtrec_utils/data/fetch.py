@@ -83,6 +83,15 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def check_range(df: pd.DataFrame, column: str, low: int, high: int, name: str, fix: str) -> None:
+    """Raise ValueError naming ``name``, the count and the first row where ``column`` is outside low..high."""
+    bad = df[(df[column] < low) | (df[column] > high)]
+    if len(bad):
+        raise ValueError(
+            f"{name} has {len(bad)} {column}(s) outside {low}..{high} (first row: {bad.iloc[0].to_dict()}). Fix: {fix}"
+        )
+
+
 def check_table(df: pd.DataFrame, schema: Schema, name: str) -> None:
     """Raise ValueError if ``df`` lacks a column of ``schema`` or a column has the wrong type.
 

@@ -67,12 +67,14 @@ class MovieLens:
 def check_ratings(ratings: pd.DataFrame, name: str = "ratings") -> None:
     """Raise ValueError if ``ratings`` has missing/mistyped columns, ratings outside 1..5 or duplicate pairs."""
     fetch.check_table(ratings, RATINGS_SCHEMA, name)
-    bad = ratings[(ratings["rating"] < 1) | (ratings["rating"] > 5)]
-    if len(bad):
-        raise ValueError(
-            f"{name} has {len(bad)} rating(s) outside 1..5 (first: {bad.iloc[0].to_dict()}). "
-            "Fix: MovieLens ratings are whole stars 1..5; delete the damaged file and fetch again."
-        )
+    fetch.check_range(
+        ratings,
+        "rating",
+        1,
+        5,
+        name,
+        "MovieLens ratings are whole stars 1..5; delete the damaged file and fetch again.",
+    )
     dup = ratings.duplicated(["user_id", "item_id"])
     if dup.any():
         raise ValueError(
