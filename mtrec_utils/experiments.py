@@ -47,7 +47,8 @@ def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int =
                    monitor: str | None = None, hidden: int = 128, dropout: float = 0.1,
                    cosine_every: int | None = None, tb_dir: str | Path | None = None,
                    checkpoint_path: str | Path | None = None, device: str = "auto", mixed_precision: str = "no",
-                   strategy_kwargs: Mapping | None = None, progress: bool = False) -> RunResult:  # fmt: skip
+                   strategy_kwargs: Mapping | None = None, progress: bool = False,
+                   state_path: str | Path | None = None) -> RunResult:  # fmt: skip
     """Train one model on ``task_names`` of ``bundle`` and evaluate it on the test split.
 
     Args:
@@ -63,6 +64,7 @@ def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int =
         cosine_every: log gradient cosines on the shared parameters every this many steps.
         tb_dir, checkpoint_path, device, mixed_precision: as for ``fit``.
         strategy_kwargs: extra arguments of the strategy (e.g. ``weights=[...]`` for ``"static"``).
+        state_path: training-state file; a killed run called again resumes from it (see ``fit``).
 
     Returns:
         A :class:`RunResult` (the model holds the best validation epoch's weights).
@@ -84,7 +86,8 @@ def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int =
     history = fit(model, tasks, bundle.train, bundle.val, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
                   weight_decay=weight_decay, strategy=weighting, monitor=monitor, patience=patience,
                   checkpoint_path=checkpoint_path, tb_dir=tb_dir, device=device, mixed_precision=mixed_precision,
-                  progress=progress, epoch_fn=make_epoch_fn(schedule, log, cosine_every, bundle.generator))  # fmt: skip
+                  progress=progress, epoch_fn=make_epoch_fn(schedule, log, cosine_every, bundle.generator),
+                  state_path=state_path)  # fmt: skip
     seconds = time.perf_counter() - start
     test = evaluate(model, tasks, bundle.test)
     return RunResult(history=history, log=log, test=test, seconds=seconds, model=model)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from .config import check_choice, check_positive
 from .data.tasks import Task
 from .models.heads import task_loss
+from .resume import check_finite_losses
 from .weighting import EqualWeighting, task_gradients
 
 SCHEDULES = ("joint", "round_robin", "proportional")
@@ -158,9 +159,11 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
     model.train()
     for active in tqdm(plan, desc=f"train ({schedule})", leave=False, disable=not progress):
         group = list(range(len(tasks))) if active is None else [active]
-        batches = {s: _to(next(iters[s]), accelerator.device) for s in {tasks[t].data for t in group}}
+        batches = {s: _to(next(iters[s]), accelerator.device) for s in sorted({tasks[t].data for t in group})}
         with accelerator.accumulate(model):
             losses = task_losses(model, [tasks[t] for t in group], batches)  # (len(group),)
+            values = losses.detach().float().cpu().numpy()
+            check_finite_losses(values, [tasks[t].name for t in group], step)  # before any update
             if active is None:
                 result = strategy.combine(losses, shared, step)
                 result.backward(accelerator.backward)
@@ -172,7 +175,6 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
                 accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        values = losses.detach().float().cpu().numpy()
         sums[group] += values
         counts[group] += 1
         weight_sums += weights

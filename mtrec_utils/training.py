@@ -34,6 +34,17 @@ from .evaluation import _to, evaluate, ranking_scores
 from .io import atomic_write_bytes
 from .models.heads import task_loss
 from .models.towers import EncoderText
+from .resume import (
+    NonFiniteLossError,
+    capture_random_state,
+    check_finite_losses,
+    cpu_state,
+    out_of_memory_help,
+    random_sources,
+    resume_into,
+    run_config,
+    save_training_state,
+)
 
 __all__ = ["EarlyStopping", "check_task_data", "evaluate", "fit", "load_checkpoint", "make_accelerator",
            "param_groups", "ranking_scores", "save_checkpoint", "train_one_epoch"]  # fmt: skip
@@ -144,6 +155,8 @@ def train_one_epoch(
                 out.update(model(batch, wanted))
                 labels.update({t.name: batch[t.label] for t in tasks if t.data == s})
             losses = torch.stack([task_loss(t, out[t.name], labels[t.name]) for t in tasks])  # (k,)
+            values = losses.detach().float().cpu().numpy()
+            check_finite_losses(values, names, step)  # before any update: the weights stay good
             result = strategy.combine(losses, shared, step)
             if result.grads is None:
                 accelerator.backward(result.loss)
@@ -157,7 +170,7 @@ def train_one_epoch(
                 accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        sums += losses.detach().float().cpu().numpy()
+        sums += values
         weight_sums += result.weights.detach().float().cpu().numpy()
         step += 1
         bar.set_postfix(loss=f"{result.loss.detach().item():.4f}")
@@ -224,6 +237,7 @@ def fit(
     max_grad_norm: float | None = None,
     progress: bool = True,
     epoch_fn: Callable | None = None,
+    state_path: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``tasks``; evaluate each epoch; keep the best epoch's weights.
 
@@ -245,6 +259,12 @@ def fit(
         progress: show progress bars.
         epoch_fn: trains one epoch, with :func:`train_one_epoch`'s arguments and return value
             (default ``train_one_epoch``); e.g. an alternating schedule from :mod:`mtrec_utils.joint`.
+        state_path: where the full training state goes after every epoch (:mod:`mtrec_utils.resume`);
+            if the file exists, training resumes after its last finished epoch. ``None``: no resuming.
+
+    Raises:
+        NonFiniteLossError: a task loss became NaN or Inf (no update is made with it).
+        RuntimeError: out of memory, with what to change.
 
     Returns:
         History DataFrame (one row per epoch: ``epoch``, ``seconds``, ``loss/<task>``,
@@ -276,17 +296,33 @@ def fit(
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir=str(tb_dir))
-    best_state, rows, step = None, [], 0
-    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
+    best_state, rows, step, first = None, [], 0, 1
+    generators = random_sources(train_loaders, [strategy] if strategy is not None else [])
+    config = run_config(accelerator.unwrap_model(model), tasks, strategy, epochs, lr, encoder_lr, weight_decay,
+                         monitor, patience)  # fmt: skip
+    if state_path is not None and Path(state_path).exists():
+        state = resume_into(
+            state_path, config, accelerator.unwrap_model(model), optimizer, strategy, stopper, generators
+        )
+        best_state, rows, step, first = state["best"], state["history"], state["step"], state["epoch"] + 1
+        if state["done"]:
+            first = epochs + 1
+    bar = tqdm(range(first, epochs + 1), desc="epochs", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
-        stats, step = (epoch_fn or train_one_epoch)(
-            model, tasks, train_loaders, optimizer, accelerator, strategy, step, max_grad_norm, progress
-        )
-        val = evaluate(model, tasks, val_data, accelerator.device)
+        try:
+            stats, step = (epoch_fn or train_one_epoch)(
+                model, tasks, train_loaders, optimizer, accelerator, strategy, step, max_grad_norm, progress
+            )
+            val = evaluate(model, tasks, val_data, accelerator.device)
+        except NonFiniteLossError as err:
+            last = str(checkpoint_path) if checkpoint_path is not None and stopper.best_epoch >= 1 else None
+            raise err.with_checkpoint(last or (str(state_path) if rows and state_path else None)) from None
+        except torch.cuda.OutOfMemoryError as err:
+            raise out_of_memory_help(err, _batch_size(train_loaders)) from err
         row = {"epoch": epoch, "step": step, "seconds": time.perf_counter() - start, **stats}
         row.update({f"val/{k}": v for k, v in val.items()})
-        rows.append(row)
+        rows.append({k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()})
         if writer is not None:
             for k, v in row.items():
                 if k not in ("epoch", "step"):
@@ -299,7 +335,15 @@ def fit(
         bar.set_postfix({monitor: f"{val[monitor]:.4f}", "best": f"{stopper.best:.4f}"})
         history = pd.DataFrame(rows)
         stop = [cb(history) for cb in callbacks]
-        if stopper.should_stop or any(stop):
+        done = stopper.should_stop or any(stop) or epoch == epochs
+        if state_path is not None:
+            save_training_state(state_path, {
+                "config": config, "epoch": epoch, "step": step, "done": done, "history": rows,
+                "model": cpu_state(accelerator.unwrap_model(model).state_dict()), "optimizer": optimizer.state_dict(),
+                "strategy": strategy.state_dict() if strategy is not None else {}, "best": best_state,
+                "stopper": [stopper.best, stopper.best_epoch, stopper.bad_epochs],
+                "random": capture_random_state(generators)})  # fmt: skip
+        if done:
             break
     if writer is not None:
         writer.close()
@@ -310,3 +354,8 @@ def fit(
     history.attrs.update(best_epoch=stopper.best_epoch, best_value=stopper.best, monitor=monitor,
                          checkpoint=str(checkpoint_path) if checkpoint_path else None)  # fmt: skip
     return history
+
+
+def _batch_size(loaders: Mapping[str, object]) -> int | None:
+    sizes = [getattr(x, "batch_size", None) for x in loaders.values()]
+    return max((s for s in sizes if s), default=None)

@@ -84,5 +84,14 @@ class DynamicWeightAverage(WeightingStrategy):
         weights = weights.to(dtype=losses.dtype, device=losses.device)
         return CombineResult(loss=(weights * losses).sum(), weights=weights)
 
+    def get_extra_state(self) -> dict:
+        """The running loss averages, so that ``state_dict`` (and a resumed training run) keeps them."""
+        return {"window": self._window, "last_step": self._last_step, "sum": self._sum.clone(),
+                "count": self._count, "history": [h.clone() for h in self._history]}  # fmt: skip
+
+    def set_extra_state(self, state: dict) -> None:
+        self._window, self._last_step, self._count = state["window"], state["last_step"], state["count"]
+        self._sum, self._history = state["sum"].clone(), [h.clone() for h in state["history"]]
+
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}, temperature={self.temperature}, period={self.period}"
