@@ -48,6 +48,14 @@ KEY_METRICS: dict[str, tuple[str, ...]] = {
         "clothing_recommended_auc_joint",
         "clothing_rating_rmse_joint",
     ),
+    "05": (
+        "ml_genre_purity_raw",
+        "ml_genre_purity_joint",
+        "ml_u1_rmse_fusion_gate",
+        "ml_crossdomain_gain_rating_rmse",
+        "clothing_crossdomain_gain_recommended_auc",
+        "clothing_lowdata_auc_gain_text_aug",
+    ),
     "06": ("ads_ctr_auc_joint", "ads_true_ndcg10_debiased", "ads_true_ndcg10_naive"),
     "07": ("ml_u1_coverage_at10_joint", "ml_u1_ndcg10_cold_users_joint"),
     "08": (
@@ -245,7 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds a single cell may run before the notebook fails (default {CELL_TIMEOUT_S})",
     )
     p.add_argument("--keep-going", action="store_true", help="run the remaining notebooks after a failure")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare every recorded metric with tests/expected/<profile>.json and fail on any outside its band",
+    )
     return p
+
+
+def check_against_expected(results: list[Result], profile: str) -> int:
+    """Print the comparison of the recorded metrics with the profile's bands; 0 if all pass, else 1."""
+    from .expected import compare, load_expected, problems
+
+    expected = load_expected(profile)
+    table = compare({r.notebook: r.metrics for r in results if r.status == "ok"}, expected["metrics"])
+    counts = table["status"].value_counts().to_dict()
+    print(f"\ncheck against tests/expected/{profile}.json ({expected['how']}, {expected['date']}):")
+    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for msg in problems(table, profile):
+        print("  " + msg)
+    return 0 if set(counts) <= {"pass"} else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +298,16 @@ def main(argv: list[str] | None = None) -> int:
         cell_timeout=args.cell_timeout,
     )
     print("\n" + summary_table(results))
-    return 0 if all(r.status == "ok" for r in results) and len(results) == len(notebooks) else 1
+    ok = all(r.status == "ok" for r in results) and len(results) == len(notebooks)
+    if args.check:
+        from .config import resolve_profile
+
+        try:
+            ok = check_against_expected(results, resolve_profile(params["PROFILE"]).name) == 0 and ok
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""Expected values and bands (tests/expected/<profile>.json): the logic, and every smoke metric in its band."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from nbexec import metrics_of
+
+from mtrec_utils.expected import (
+    band,
+    check_one,
+    compare,
+    derive,
+    derive_from_recorded_std,
+    is_timing,
+    load_expected,
+    main,
+    problems,
+)
+from mtrec_utils.run import NOTEBOOKS_DIR, list_notebooks
+
+CHECKED = [p.name[:2] for p in list_notebooks(NOTEBOOKS_DIR) if not p.name.startswith("09")]
+
+
+def test_timing_metrics_are_told_apart():
+    assert is_timing("article_pipeline_speedup") and is_timing("ours_pipeline_samples_per_s")
+    assert is_timing("clothing_step_time_lora_ms") and is_timing("clothing_peak_memory_full_mib")
+    assert not is_timing("ml_u1_rmse_joint") and not is_timing("ml_u1_test_sha256")
+
+
+def test_a_band_is_k_standard_deviations_over_seeds_around_seed_0():
+    b = band("ml_u1_rmse_joint", [1.00, 1.02, 0.98])
+    assert b["value"] == 1.00 and b["kind"] == "seeds" and b["num_seeds"] == 3
+    assert b["tol"] == pytest.approx(4 * 0.02)
+    assert check_one(b, 1.07)[0] and not check_one(b, 1.09)[0] and not check_one(b, float("nan"))[0]
+    count = band("ml100k_num_ratings", [100_000, 100_000, 100_000])
+    assert check_one(count, 100_000)[0] and not check_one(count, 99_999)[0]  # no spread: exact
+    sha = band("ml_u1_test_sha256", ["ab", "ab"])
+    assert sha["kind"] == "exact" and check_one(sha, "ab")[0] and not check_one(sha, "ac")[0]
+    speed = band("article_pipeline_speedup", [2.0, 3.0])
+    assert check_one(speed, 9.9)[0] and check_one(speed, 0.41)[0] and not check_one(speed, 10.1)[0]
+
+
+def test_compare_reports_fail_missing_and_new_with_what_to_do():
+    expected = derive([{"04_x": {"a": 1.0, "b": 2.0}}, {"04_x": {"a": 1.1, "b": 2.0}}])
+    table = compare({"04_x": {"a": 1.05, "b": 2.5, "c": 3.0}, "05_y": {"d": 1.0}}, expected)
+    status = dict(zip(table.metric, table.status))
+    assert status == {"a": "pass", "b": "FAIL", "c": "new", "d": "new"}
+    table = compare({"04_x": {"a": 1.0}}, expected)
+    assert dict(zip(table.metric, table.status)) == {"a": "pass", "b": "missing"}
+    msgs = problems(compare({"04_x": {"b": 2.5, "c": 3.0}}, expected), "smoke")
+    assert any("b = 2.5 is outside its band" in m for m in msgs)
+    assert any("a is expected but the notebook no longer records it" in m for m in msgs)
+    assert any("c = 3.0 has no expected value" in m and "mtrec_utils.expected derive --profile smoke" in m
+               for m in msgs)  # fmt: skip
+
+
+def test_cpu_bands_use_the_recorded_std_of_the_longest_matching_stem():
+    run = {"04_x": {"ml_rmse_joint": 0.95, "ml_rmse_joint_std": 0.004, "ml_rmse_joint_dwa": 0.96,
+                    "ml_rmse_joint_dwa_extra_std": 0.1, "ads_auc": 0.8}}  # fmt: skip
+    bands = derive_from_recorded_std(run)["04_x"]
+    assert bands["ml_rmse_joint"]["tol"] == pytest.approx(4 * 0.004)
+    assert bands["ml_rmse_joint_dwa"]["tol"] == pytest.approx(4 * 0.004)
+    assert bands["ads_auc"]["kind"] == "assumed" and bands["ads_auc"]["tol"] == pytest.approx(0.03 * 0.8)
+
+
+def test_from_runs_writes_a_file_with_its_provenance(tmp_path, monkeypatch):
+    import mtrec_utils.expected as E
+
+    (tmp_path / "metrics").mkdir()
+    doc = {"notebook": "03_x", "profile": "cpu", "seed": 0, "metrics": {"m": 1.0, "m_std": 0.01}}
+    (tmp_path / "metrics" / "03_x.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(E, "EXPECTED_DIR", tmp_path / "expected")
+    assert main(["from-runs", "--profile", "cpu", str(tmp_path)]) == 0
+    saved = load_expected("cpu")
+    assert saved["metrics"]["03_x"]["m"]["tol"] == pytest.approx(0.04)
+    assert "from-runs" in saved["how"] and saved["date"] and "CPU cores" in saved["machine"]
+    with pytest.raises(FileNotFoundError, match="derive --profile gpu"):
+        load_expected("gpu")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("prefix", CHECKED)
+def test_every_smoke_metric_is_in_its_band(prefix):
+    expected = load_expected("smoke")["metrics"]
+    metrics = metrics_of(prefix)
+    name = next(p.stem for p in list_notebooks(NOTEBOOKS_DIR, prefix))
+    msgs = problems(compare({name: metrics}, expected), "smoke")
+    assert not msgs, "\n".join(msgs)
