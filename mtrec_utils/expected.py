@@ -38,8 +38,9 @@ K_STD = 4.0
 TIMING_FACTOR = 5.0
 ASSUMED_REL = 0.03
 TIMING = re.compile(
-    r"(seconds|_per_s|speedup|step_time|_ms$|_ms_|peak_mem|memory|_mib|throughput|utili[sz]ation)"
+    r"(seconds|_per_s|speedup|step_time|_ms$|_ms_|peak_mem|memory|_mib|_mb_|throughput|utili[sz]ation|_share_)"
 )
+SHARE_SLACK = 0.05  # a timing share (fraction of a step) may also move this much in absolute terms
 Metrics = Mapping[str, Mapping[str, object]]  # {notebook: {metric: value}}
 
 

@@ -26,6 +26,7 @@ CHECKED = [p.name[:2] for p in list_notebooks(NOTEBOOKS_DIR) if not p.name.start
 def test_timing_metrics_are_told_apart():
     assert is_timing("article_pipeline_speedup") and is_timing("ours_pipeline_samples_per_s")
     assert is_timing("clothing_step_time_lora_ms") and is_timing("clothing_peak_memory_full_mib")
+    assert is_timing("clothing_peak_memory_mb_lora") and is_timing("clothing_step_share_backward_full")
     assert not is_timing("ml_u1_rmse_joint") and not is_timing("ml_u1_test_sha256")
 
 
@@ -40,6 +41,8 @@ def test_a_band_is_k_standard_deviations_over_seeds_around_seed_0():
     assert sha["kind"] == "exact" and check_one(sha, "ab")[0] and not check_one(sha, "ac")[0]
     speed = band("article_pipeline_speedup", [2.0, 3.0])
     assert check_one(speed, 9.9)[0] and check_one(speed, 0.41)[0] and not check_one(speed, 10.1)[0]
+    share = band("clothing_step_share_backward_frozen", [0.0025])  # near 0: a factor alone is too tight
+    assert check_one(share, 0.04)[0] and not check_one(share, 0.2)[0]
 
 
 def test_compare_reports_fail_missing_and_new_with_what_to_do():
