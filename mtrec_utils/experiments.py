@@ -48,7 +48,8 @@ def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int =
                    cosine_every: int | None = None, tb_dir: str | Path | None = None,
                    checkpoint_path: str | Path | None = None, device: str = "auto", mixed_precision: str = "no",
                    strategy_kwargs: Mapping | None = None, progress: bool = False,
-                   state_path: str | Path | None = None) -> RunResult:  # fmt: skip
+                   state_path: str | Path | None = None, log: TrainingLog | None = None,
+                   callbacks: Sequence = ()) -> RunResult:  # fmt: skip
     """Train one model on ``task_names`` of ``bundle`` and evaluate it on the test split.
 
     Args:
@@ -65,6 +66,8 @@ def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int =
         tb_dir, checkpoint_path, device, mixed_precision: as for ``fit``.
         strategy_kwargs: extra arguments of the strategy (e.g. ``weights=[...]`` for ``"static"``).
         state_path: training-state file; a killed run called again resumes from it (see ``fit``).
+        log: the step log to write into (e.g. a live view's, :mod:`mtrec_utils.live`); default a new one.
+        callbacks: ``fit`` callbacks, called with the history after each epoch (True stops training).
 
     Returns:
         A :class:`RunResult` (the model holds the best validation epoch's weights).
@@ -81,13 +84,13 @@ def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int =
     if strategy == "pcgrad":
         kwargs.setdefault("generator", bundle.generator)
     weighting = get_strategy(strategy, num_tasks=len(tasks), **kwargs)
-    log = TrainingLog()
+    log = log if log is not None else TrainingLog()
     start = time.perf_counter()
     history = fit(model, tasks, bundle.train, bundle.val, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
                   weight_decay=weight_decay, strategy=weighting, monitor=monitor, patience=patience,
                   checkpoint_path=checkpoint_path, tb_dir=tb_dir, device=device, mixed_precision=mixed_precision,
                   progress=progress, epoch_fn=make_epoch_fn(schedule, log, cosine_every, bundle.generator),
-                  state_path=state_path)  # fmt: skip
+                  state_path=state_path, callbacks=callbacks)  # fmt: skip
     seconds = time.perf_counter() - start
     test = evaluate(model, tasks, bundle.test)
     return RunResult(history=history, log=log, test=test, seconds=seconds, model=model)

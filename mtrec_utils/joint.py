@@ -68,10 +68,16 @@ def _restarting(loader) -> Iterator[dict]:
 
 @dataclass
 class TrainingLog:
-    """Rows written during training: one per step (losses, weights) and one per cosine probe."""
+    """Rows written during training: one per step (losses, weights) and one per cosine probe.
+
+    ``on_step(row)`` is called after every step (e.g. to redraw a live plot); ``stop()`` is asked before
+    every step, and True ends the epoch there (e.g. a Stop button; ``fit`` then validates and stops).
+    """
 
     rows: list[dict] = field(default_factory=list)
     probe: dict | None = field(default=None, repr=False)  # the fixed batches the cosines are measured on
+    on_step: Callable[[dict], None] | None = field(default=None, repr=False)
+    stop: Callable[[], bool] | None = field(default=None, repr=False)
 
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame sorted by ``step`` (NaN where a row has no value)."""
@@ -157,7 +163,10 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
     if log is not None and cosine_every and log.probe is None:  # one fixed probe batch for the whole run
         log.probe = probe_batches(loaders, sources, accelerator.device)
     model.train()
+    done = 0
     for active in tqdm(plan, desc=f"train ({schedule})", leave=False, disable=not progress):
+        if log is not None and log.stop is not None and log.stop():
+            break
         group = list(range(len(tasks))) if active is None else [active]
         batches = {s: _to(next(iters[s]), accelerator.device) for s in sorted({tasks[t].data for t in group})}
         with accelerator.accumulate(model):
@@ -183,13 +192,16 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
             row.update({f"loss/{tasks[t].name}": float(v) for t, v in zip(group, values)})
             row.update({f"weight/{t.name}": float(w) for t, w in zip(tasks, weights)})
             log.rows.append(row)
+            if log.on_step is not None:
+                log.on_step(row)
             if cosine_every and step % cosine_every == 0 and len(tasks) > 1:
                 cos = gradient_cosines(model, tasks, log.probe, shared)
                 log.rows.append({"step": step, **{f"cos/{a.name}|{b.name}": float(cos[i, j])
                                                   for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}})  # fmt: skip
         step += 1
+        done += 1
     stats = {f"loss/{t.name}": s / max(c, 1) for t, s, c in zip(tasks, sums, counts)}
-    stats.update({f"weight/{t.name}": w / len(plan) for t, w in zip(tasks, weight_sums)})
+    stats.update({f"weight/{t.name}": w / max(done, 1) for t, w in zip(tasks, weight_sums)})
     return stats, step
 
 

@@ -100,3 +100,67 @@ class TaskWeightSlider:
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=80)
         self.image.value = buffer.getvalue()
+
+
+class EmbeddingExplorer:
+    """Pick a movie from a dropdown; see its nearest neighbours in two spaces side by side.
+
+    Typically the raw pretrained encoder's item embeddings against the item tower after joint
+    training (notebook 05). The tables are HTML in an ``HTML`` widget (never an ``Output`` widget);
+    headless, :meth:`static` gives the same tables as a plain ``IPython.display.HTML``.
+
+    Args:
+        titles: (N,) item titles (the dropdown's options).
+        spaces: ``{space name: (N, H) vectors}``, e.g. ``{"pretrained": raw, "joint": tower}``.
+        k: neighbours shown per space.
+        start: title shown first (default: the first title).
+
+    Attributes:
+        dropdown: the ``Dropdown``; html: the ``HTML`` widget; widget: the ``VBox`` to display.
+        neighbours: ``{space name: [(title, cosine), ...]}`` for the current movie.
+    """
+
+    def __init__(self, titles, spaces: dict, k: int = 8, start: str | None = None) -> None:
+        import ipywidgets as widgets
+
+        self.titles = [str(t) for t in titles]
+        if not spaces or any(len(v) != len(self.titles) for v in spaces.values()):
+            raise ValueError(
+                f"spaces must be a non-empty dict of ({len(self.titles)}, H) tensors, one row per title"
+            )
+        if start is not None and start not in self.titles:
+            raise ValueError(f"start={start!r} is not one of the titles")
+        self.spaces, self.k = spaces, k
+        first = self.titles.index(start) if start is not None else 0
+        options = sorted(((t, j) for j, t in enumerate(self.titles)), key=lambda o: o[0].lower())
+        self.dropdown = widgets.Dropdown(options=options, value=first, description="movie",
+                                         layout=widgets.Layout(width="420px"))  # fmt: skip
+        self.html = widgets.HTML()
+        self.widget = widgets.VBox([self.dropdown, self.html])
+        self.dropdown.observe(lambda change: self.update(change["new"]), names="value")
+        self.update(first)
+
+    def update(self, index: int) -> None:
+        """Show the neighbours of item ``index``."""
+        from html import escape
+
+        from .similarity import cosine_top_k
+
+        self.index = int(index)
+        self.neighbours = {}
+        for name, vecs in self.spaces.items():
+            idx, sims = cosine_top_k(vecs[self.index], vecs, k=self.k, exclude=self.index)
+            self.neighbours[name] = [(self.titles[j], float(s)) for j, s in zip(idx.tolist(), sims.tolist())]
+        head = "".join(f"<th>{escape(n)}</th>" for n in self.spaces)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{escape(t)} ({s:.2f})</td>" for t, s in (v[r] for v in self.neighbours.values()))
+            + "</tr>" for r in range(self.k)
+        )  # fmt: skip
+        self.html.value = (f"<b>Nearest neighbours of {escape(self.titles[self.index])}</b> (cosine)"
+                           f"<table><tr>{head}</tr>{rows}</table>")  # fmt: skip
+
+    def static(self):
+        """The current tables as ``IPython.display.HTML`` (for headless runs and exported notebooks)."""
+        from IPython.display import HTML
+
+        return HTML(self.html.value)

@@ -86,8 +86,11 @@ def lab_server(folder: Path, log_path: Path) -> Iterator[tuple[str, str]]:
         log.close()
 
 
-def open_and_run_all(page, url: str, timeout_ms: int = 240_000) -> None:
-    """Open a notebook at ``url``, accept a kernel dialog if shown, and run all its cells."""
+def open_and_run_all(page, url: str, timeout_ms: int = 240_000, wait: bool = True) -> None:
+    """Open a notebook at ``url``, accept a kernel dialog if shown, and run all its cells.
+
+    With ``wait=False`` it returns as soon as the run has started (to interact while cells execute).
+    """
     page.goto(url)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     with contextlib.suppress(Exception):  # only shown when the notebook has no usable kernelspec
@@ -98,4 +101,5 @@ def open_and_run_all(page, url: str, timeout_ms: int = 240_000) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     page.wait_for_timeout(1_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)
+    if wait:
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout_ms)

@@ -85,3 +85,33 @@ def test_nb01_weight_slider_moves_the_point(browser, tmp_path):
         finally:
             page.close()
     assert float(after_value) > float(before_value) + 0.2, (before_value, after_value)
+
+
+def test_nb04_interrupt_stops_training_after_the_current_step(browser, tmp_path):
+    """Run notebook 04 at smoke, press ■ (interrupt) while the watched run trains: it stops cleanly,
+    restores the best epoch, and the notebook runs on to the end."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    name = "04_joint_training.ipynb"
+    smoke_copy(name, tmp_path)
+    with lab_server(tmp_path, tmp_path / "jupyterlab.log") as (base, token):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            open_and_run_all(page, f"{base}/lab/tree/{name}?token={token}", wait=False)
+            training = page.locator(".widget-html:has-text('press ■')").first
+            training.wait_for(timeout=600_000)  # sections 1-5 run first
+            training.scroll_into_view_if_needed()
+            page.locator("[data-command='notebook:interrupt-kernel']").first.click()
+            status = page.locator(".widget-html:has-text('stopped at step')").first
+            status.wait_for(timeout=120_000)
+            text = status.inner_text()
+            page.locator(".widget-vbox:has(.widget-html)").first.screenshot(
+                path=str(SCREENSHOTS / "04_stopped.png")
+            )
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            tracebacks = page.locator(".jp-RenderedText:has-text('Traceback')").count()
+        finally:
+            page.screenshot(path=str(SCREENSHOTS / "04_notebook.png"))
+            page.close()
+    assert "the best epoch's weights were restored" in text, text
+    assert tracebacks == 0, f"{tracebacks} cells failed after the interrupt ({errors})"

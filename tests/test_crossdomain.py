@@ -1,0 +1,107 @@
+"""The cross-domain schedule and sampler, the shared adapter and training two domains together."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+from test_joint import toy_bundle
+
+from mtrec_utils.crossdomain import (
+    AdaptedText,
+    CrossDomainSampler,
+    SharedAdapter,
+    domain_schedule,
+    train_cross_domain,
+    transfer_gain,
+)
+from mtrec_utils.data.datasets import TensorDictDataset, make_loader
+from mtrec_utils.models import FrozenText
+from mtrec_utils.models.sharing import build_model
+
+
+def test_alternate_schedule_takes_domains_in_turn():
+    assert domain_schedule({"a": 3, "b": 1}) == ["a", "b", "a", "a"]
+    with pytest.raises(ValueError, match="mode='random'"):
+        domain_schedule({"a": 1}, "random")
+    with pytest.raises(ValueError, match="sizes"):
+        domain_schedule({"a": 0})
+
+
+def test_proportional_schedule_keeps_counts_and_is_seeded():
+    def order(seed):
+        return domain_schedule({"a": 30, "b": 10}, "proportional", torch.Generator().manual_seed(seed))
+
+    assert Counter(order(0)) == {"a": 30, "b": 10}
+    assert order(0) == order(0) and order(0) != order(1)
+
+
+def test_sampler_serves_every_batch_of_every_domain_once():
+    loaders = {d: make_loader(TensorDictDataset(x=torch.arange(n)), 4) for d, n in (("a", 10), ("b", 6))}
+    sampler = CrossDomainSampler(loaders, "alternate")
+    seen = {"a": [], "b": []}
+    for d, batch in sampler:
+        seen[d] += batch["x"].tolist()
+    assert len(sampler) == 5 and seen == {"a": list(range(10)), "b": list(range(6))}
+
+
+def test_adapter_starts_as_the_identity():
+    adapter = SharedAdapter(6)
+    x = torch.randn(3, 6)
+    assert torch.equal(adapter(x), x)
+    text = AdaptedText(FrozenText(x), adapter)
+    assert text.dim == 6 and torch.equal(text(torch.tensor([2])), x[2:3])
+
+
+def clothing_like_domain(adapter):
+    """A second toy domain: 30 reviews read through the same adapter, one binary task."""
+    from mtrec_utils.data.tasks import clothing_tasks
+    from mtrec_utils.models import EntityTower
+
+    g = torch.Generator().manual_seed(1)
+    emb = torch.randn(30, 6, generator=g)
+    y = (emb[:, 0] > 0).float()
+    task = clothing_tasks(["a", "b"])["recommended"]
+    tower = EntityTower(30, 8, text=AdaptedText(FrozenText(emb), adapter), use_id=False)
+    model = build_model("hard", {"item": tower}, [task])
+    data = {"reviews": make_loader(TensorDictDataset(item=torch.arange(30), recommended=y), 10)}
+    return model, [task], make_loader(TensorDictDataset(item=torch.arange(30), recommended=y), 10), data
+
+
+def test_training_two_domains_updates_the_shared_adapter_from_both():
+    torch.manual_seed(0)
+    adapter = SharedAdapter(6)
+    b = toy_bundle()
+    towers = {k: type(t)(t.num_entities, 8, text=AdaptedText(b.texts[k], adapter))
+              for k, t in b.make_towers().items()}  # fmt: skip
+    tasks_a = b.select(["rating", "like"])
+    model_a = build_model("hard", towers, tasks_a)
+    model_b, tasks_b, train_b, data_b = clothing_like_domain(adapter)
+    before = adapter.net[-1].weight.detach().clone()
+    results = train_cross_domain(
+        {"ml": model_a, "cl": model_b}, {"ml": tasks_a, "cl": tasks_b},
+        {"ml": b.train["ratings"], "cl": train_b}, {"ml": b.val, "cl": data_b}, {"ml": b.test, "cl": data_b},
+        epochs=2, lr=1e-2, mode="proportional", generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert not torch.equal(before, adapter.net[-1].weight)
+    assert set(results) == {"ml", "cl"}
+    assert all(math.isfinite(v) for r in results.values() for v in r.values())
+    assert 1 <= results["cl"]["best_epoch"] <= 2
+
+
+def test_transfer_gain_is_positive_for_improvements():
+    gain = transfer_gain({"r/rmse": 1.0, "c/auc": 0.8, "best_epoch": 3}, {"r/rmse": 0.9, "c/auc": 0.7})
+    assert gain == pytest.approx({"r/rmse": 0.1, "c/auc": -0.1})
+
+
+def test_domain_model_reads_text_through_the_given_adapter():
+    from mtrec_utils.crossdomain import domain_model
+
+    adapter = SharedAdapter(6)
+    model, tasks = domain_model(toy_bundle(), adapter, ["rating"], use_id=False)
+    assert [t.name for t in tasks] == ["rating"]
+    assert model.towers["item"].id_emb is None and model.towers["user"].text.adapter is adapter
+    out = model({"user": torch.tensor([0]), "item": torch.tensor([1])}, ["rating"])["rating"]
+    assert out.shape == (1, 1)
