@@ -196,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     d.add_argument("--only", default=None, help="comma-separated notebook prefixes (default: all)")
     d.add_argument("--output-dir", default="outputs/expected", help="where the executed runs go")
+    d.add_argument(
+        "--reuse", action="store_true", help="keep notebooks already recorded in --output-dir (resume)"
+    )
     f = sub.add_parser("from-runs", help="bands from one recorded run with <metric>_std values (cpu profile)")
     f.add_argument("--profile", default="cpu")
     f.add_argument(
@@ -209,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in args.seeds:
             out = Path(args.output_dir) / f"seed{seed}"
             for nb in list_notebooks(NOTEBOOKS_DIR, args.only):
-                if not nb.name.startswith("09"):
+                done = (out / "metrics" / f"{nb.stem}.json").exists() and args.reuse
+                if not nb.name.startswith("09") and not done:
                     result = execute(nb, out, {"PROFILE": args.profile, "SEED": seed}, progress=False)
                     if result.status != "ok":
                         print(f"{nb.name} failed at seed {seed}:\n{result.error}")
