@@ -6,6 +6,7 @@ test fails with the command that installs it (``make browser-deps``), it is not 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -50,68 +51,69 @@ def browser():
             b.close()
 
 
-def test_nb01_weight_slider_moves_the_point(browser, tmp_path):
+@contextlib.contextmanager
+def notebook_in_lab(browser, folder: Path, name: str, wait: bool = True):
+    """Notebook ``name`` at smoke in JupyterLab with "Run All Cells" done (or, ``wait=False``, started).
+
+    Yields the page; a screenshot of it is kept as ``outputs/screenshots/<NN>_notebook.png``, also on failure.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    name = "01_joint_loss_and_gradients.ipynb"
-    smoke_copy(name, tmp_path)
-    with lab_server(tmp_path, tmp_path / "jupyterlab.log") as (base, token):
+    smoke_copy(name, folder)
+    with lab_server(folder, folder / "jupyterlab.log") as (base, token):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            open_and_run_all(page, f"{base}/lab/tree/{name}?token={token}")
-            handle = page.locator(".widget-slider .noUi-handle").first
-            handle.scroll_into_view_if_needed()
-            readout = page.locator(".widget-slider .widget-readout").first
-            before_value, before_img = readout.inner_text(), output_image(page, ".widget-vbox")
-            page.locator(".widget-vbox").first.screenshot(path=str(SCREENSHOTS / "01_slider_before.png"))
-            box = handle.bounding_box()
-            track = page.locator(".widget-slider .noUi-target").first.bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-            page.mouse.down()
-            page.mouse.move(track["x"] + 0.9 * track["width"], box["y"] + box["height"] / 2, steps=10)
-            page.mouse.up()
-            page.wait_for_function(
-                "([sel, old]) => document.querySelector(sel).innerText !== old",
-                arg=[".widget-slider .widget-readout", before_value],
-                timeout=30_000,
-            )
-            page.wait_for_function(
-                "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
-                arg=[".widget-vbox img", before_img],
-                timeout=60_000,
-            )
-            after_value = readout.inner_text()
-            page.locator(".widget-vbox").first.screenshot(path=str(SCREENSHOTS / "01_slider_after.png"))
-            page.screenshot(path=str(SCREENSHOTS / "01_notebook.png"))
+            open_and_run_all(page, f"{base}/lab/tree/{name}?token={token}", wait=wait)
+            yield page
         finally:
+            page.screenshot(path=str(SCREENSHOTS / f"{name[:2]}_notebook.png"))
             page.close()
+
+
+def test_nb01_weight_slider_moves_the_point(browser, tmp_path):
+    with notebook_in_lab(browser, tmp_path, "01_joint_loss_and_gradients.ipynb") as page:
+        handle = page.locator(".widget-slider .noUi-handle").first
+        handle.scroll_into_view_if_needed()
+        readout = page.locator(".widget-slider .widget-readout").first
+        before_value, before_img = readout.inner_text(), output_image(page, ".widget-vbox")
+        page.locator(".widget-vbox").first.screenshot(path=str(SCREENSHOTS / "01_slider_before.png"))
+        box = handle.bounding_box()
+        track = page.locator(".widget-slider .noUi-target").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(track["x"] + 0.9 * track["width"], box["y"] + box["height"] / 2, steps=10)
+        page.mouse.up()
+        page.wait_for_function(
+            "([sel, old]) => document.querySelector(sel).innerText !== old",
+            arg=[".widget-slider .widget-readout", before_value],
+            timeout=30_000,
+        )
+        page.wait_for_function(
+            "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
+            arg=[".widget-vbox img", before_img],
+            timeout=60_000,
+        )
+        after_value = readout.inner_text()
+        page.locator(".widget-vbox").first.screenshot(path=str(SCREENSHOTS / "01_slider_after.png"))
     assert float(after_value) > float(before_value) + 0.2, (before_value, after_value)
 
 
 def test_nb04_interrupt_stops_training_after_the_current_step(browser, tmp_path):
     """Run notebook 04 at smoke, press ■ (interrupt) while the watched run trains: it stops cleanly,
     restores the best epoch, and the notebook runs on to the end."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    name = "04_joint_training.ipynb"
-    smoke_copy(name, tmp_path)
-    with lab_server(tmp_path, tmp_path / "jupyterlab.log") as (base, token):
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            open_and_run_all(page, f"{base}/lab/tree/{name}?token={token}", wait=False)
-            training = page.locator(".widget-html:has-text('press ■')").first
-            training.wait_for(timeout=600_000)  # sections 1-5 run first
-            training.scroll_into_view_if_needed()
-            page.locator("[data-command='notebook:interrupt-kernel']").first.click()
-            status = page.locator(".widget-html:has-text('stopped at step')").first
-            status.wait_for(timeout=120_000)
-            text = status.inner_text()
-            page.locator(".widget-vbox:has(.widget-html)").first.screenshot(
-                path=str(SCREENSHOTS / "04_stopped.png")
-            )
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
-            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
-            tracebacks = page.locator(".jp-RenderedText:has-text('Traceback')").count()
-        finally:
-            page.screenshot(path=str(SCREENSHOTS / "04_notebook.png"))
-            page.close()
+    with notebook_in_lab(browser, tmp_path, "04_joint_training.ipynb", wait=False) as page:
+        training = page.locator(".widget-html:has-text('press ■')").first
+        training.wait_for(timeout=600_000)  # sections 1-5 run first
+        training.scroll_into_view_if_needed()
+        page.locator("[data-command='notebook:interrupt-kernel']").first.click()
+        status = page.locator(".widget-html:has-text('stopped at step')").first
+        status.wait_for(timeout=120_000)
+        text = status.inner_text()
+        page.locator(".widget-vbox:has(.widget-html)").first.screenshot(
+            path=str(SCREENSHOTS / "04_stopped.png")
+        )
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=300_000)
+        tracebacks = page.locator(".jp-RenderedText:has-text('Traceback')").count()
     assert "the best epoch's weights were restored" in text, text
-    assert tracebacks == 0, f"{tracebacks} cells failed after the interrupt ({errors})"
+    assert tracebacks == 0, (
+        f"{tracebacks} cell(s) failed after the interrupt: see outputs/screenshots/04_notebook.png"
+    )

@@ -36,7 +36,11 @@ def test_a_band_is_k_standard_deviations_over_seeds_around_seed_0():
     assert b["tol"] == pytest.approx(4 * 0.02)
     assert check_one(b, 1.07)[0] and not check_one(b, 1.09)[0] and not check_one(b, float("nan"))[0]
     count = band("ml100k_num_ratings", [100_000, 100_000, 100_000])
-    assert check_one(count, 100_000)[0] and not check_one(count, 99_999)[0]  # no spread: exact
+    assert count["kind"] == "exact" and check_one(count, 100_000)[0] and not check_one(count, 99_999)[0]
+    epochs = band("ml_u1_best_epoch_joint", [2, 1, 2])  # a count that seeds change gets a band
+    assert epochs["kind"] == "seeds" and check_one(epochs, 1)[0]
+    fixed = band("toy_final_loss_ew_task1", [2.0, 2.0, 2.0])  # deterministic float: float32 noise passes
+    assert check_one(fixed, 2.0 + 1e-6)[0] and not check_one(fixed, 2.0001)[0]
     sha = band("ml_u1_test_sha256", ["ab", "ab"])
     assert sha["kind"] == "exact" and check_one(sha, "ab")[0] and not check_one(sha, "ac")[0]
     speed = band("article_pipeline_speedup", [2.0, 3.0])
