@@ -185,20 +185,6 @@ def explain_by_history(
     return [(int(hist[j]), float(sims[j])) for j in order]
 
 
-def _tower_parts(tower, idx: Tensor) -> dict[str, Tensor]:
-    """The parts an EntityTower sums, each (B, d): ``id``, ``text``, ``features``, one per category."""
-    parts = {}
-    if tower.id_emb is not None:
-        parts["id"] = tower.id_emb(idx)
-    if tower.text is not None:
-        parts["text"] = tower.text_proj(tower.text(idx))
-    if tower.features is not None:
-        parts["features"] = tower.feat_proj(tower.features[idx])
-    for name in tower.cat_names:
-        parts[name] = tower.cat_emb[name](getattr(tower, f"codes_{name}")[idx])
-    return parts
-
-
 def part_attribution(model, task: str, user: int, items: Sequence[int]) -> pd.DataFrame:
     """Gradient x input of task ``task``'s score on each fused part of the user and item towers.
 
@@ -215,8 +201,8 @@ def part_attribution(model, task: str, user: int, items: Sequence[int]) -> pd.Da
     device = next(model.parameters()).device
     it = torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
     us = torch.full_like(it, int(user))
-    parts = {f"user:{k}": v for k, v in _tower_parts(model.towers["user"], us).items()}
-    parts.update({f"item:{k}": v for k, v in _tower_parts(model.towers["item"], it).items()})
+    parts = {f"user:{k}": v for k, v in model.towers["user"].part_dict(us).items()}
+    parts.update({f"item:{k}": v for k, v in model.towers["item"].part_dict(it).items()})
     leaves = {k: v.detach().requires_grad_(True) for k, v in parts.items()}
     u = torch.stack([v for k, v in leaves.items() if k.startswith("user:")]).sum(0)  # (B, d)
     i = torch.stack([v for k, v in leaves.items() if k.startswith("item:")]).sum(0)  # (B, d)

@@ -29,12 +29,13 @@ from torch import Tensor, nn
 
 from ..config import check_choice
 from ..joint_data import TaskBundle
+from .towers import EntityTower
 
 FUSIONS = ("sum", "concat", "gate", "attention")
 PARTS = ("id", "text", "features", "categories")
 
 
-class FusionTower(nn.Module):
+class FusionTower(EntityTower):
     """Project an entity's parts to ``dim`` and fuse them; (B,) indices -> (B, dim).
 
     Args:
@@ -52,33 +53,12 @@ class FusionTower(nn.Module):
     def __init__(self, num_entities: int, dim: int = 64, fusion: str = "sum", text: nn.Module | None = None,
                  features: Tensor | None = None, categories: dict[str, Tensor] | None = None,
                  use_id: bool = True, heads: int = 4, dropout: float = 0.1):  # fmt: skip
-        super().__init__()
-        self.fusion = check_choice("fusion", fusion, FUSIONS)
-        self.num_entities, self.dim = num_entities, dim
-        self.part_names: list[str] = []
-        self.id_emb = None
-        if use_id:
-            self.id_emb = nn.Embedding(num_entities, dim)
-            nn.init.normal_(self.id_emb.weight, std=0.01)
-            self.part_names.append("id")
-        self.text, self.text_proj = text, None
-        if text is not None:
-            self.text_proj = nn.Sequential(nn.LayerNorm(text.dim), nn.Linear(text.dim, dim))
-            self.part_names.append("text")
-        self.feat_proj = None
-        self.register_buffer("features", None, persistent=False)
-        if features is not None:
-            self.register_buffer("features", features.float(), persistent=False)  # (N, F)
-            self.feat_proj = nn.Linear(features.shape[1], dim)
-            self.part_names.append("features")
-        self.cat_emb = nn.ModuleDict()
-        for name, codes in (categories or {}).items():
-            self.register_buffer(f"codes_{name}", codes.long(), persistent=False)  # (N,)
-            self.cat_emb[name] = nn.Embedding(int(codes.max()) + 1, dim)
-            self.part_names.append(name)
-        num_parts = len(self.part_names)
-        if num_parts == 0:
+        fusion = check_choice("fusion", fusion, FUSIONS)
+        if not use_id and text is None and features is None and not categories:
             raise ValueError("FusionTower needs at least one part: use_id=True, text, features or categories")
+        super().__init__(num_entities, dim, text, features, categories, use_id, dropout)  # the parts
+        self.fusion = fusion
+        num_parts = len(self.part_names)
         if fusion == "concat":
             self.mix = nn.Linear(num_parts * dim, dim)
         elif fusion == "gate":
@@ -88,20 +68,10 @@ class FusionTower(nn.Module):
                 raise ValueError(f"heads={heads} is not valid; it must divide dim={dim}")
             self.query = nn.Parameter(torch.randn(1, 1, dim) * dim**-0.5)
             self.mix = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
 
     def parts(self, idx: Tensor) -> Tensor:
         """(B,) indices -> (B, P, dim): one token per part, in the order of ``part_names``."""
-        out = []
-        if self.id_emb is not None:
-            out.append(self.id_emb(idx))
-        if self.text is not None:
-            out.append(self.text_proj(self.text(idx)))
-        if self.features is not None:
-            out.append(self.feat_proj(self.features[idx]))
-        for name, emb in self.cat_emb.items():
-            out.append(emb(getattr(self, f"codes_{name}")[idx]))
-        return torch.stack(out, dim=1)
+        return torch.stack(list(self.part_dict(idx).values()), dim=1)
 
     def _fuse(self, tokens: Tensor) -> tuple[Tensor, Tensor | None]:
         """(B, P, d) -> fused (B, d) and per-part weights (B, P) (``None`` for sum/concat)."""

@@ -135,15 +135,27 @@ class EntityTower(nn.Module):
             self.cat_emb[name] = nn.Embedding(int(codes.max()) + 1, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, idx: Tensor) -> Tensor:
-        """(B,) entity indices -> (B, dim)."""
-        parts = []
+    @property
+    def part_names(self) -> list[str]:
+        """The parts this tower fuses, in order: ``id``, ``text``, ``features``, then each category."""
+        names = ["id"] if self.id_emb is not None else []
+        names += ["text"] if self.text is not None else []
+        names += ["features"] if self.features is not None else []
+        return names + list(self.cat_names)
+
+    def part_dict(self, idx: Tensor) -> dict[str, Tensor]:
+        """(B,) entity indices -> ``{part name: (B, dim)}``, in the order of :attr:`part_names`."""
+        parts = {}
         if self.id_emb is not None:
-            parts.append(self.id_emb(idx))
+            parts["id"] = self.id_emb(idx)
         if self.text is not None:
-            parts.append(self.text_proj(self.text(idx)))
+            parts["text"] = self.text_proj(self.text(idx))
         if self.features is not None:
-            parts.append(self.feat_proj(self.features[idx]))
+            parts["features"] = self.feat_proj(self.features[idx])
         for name in self.cat_names:
-            parts.append(self.cat_emb[name](getattr(self, f"codes_{name}")[idx]))
-        return self.dropout(torch.stack(parts).sum(dim=0))  # (B, dim)
+            parts[name] = self.cat_emb[name](getattr(self, f"codes_{name}")[idx])
+        return parts
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """(B,) entity indices -> (B, dim): the sum of the parts."""
+        return self.dropout(torch.stack(list(self.part_dict(idx).values())).sum(dim=0))  # (B, dim)
