@@ -13,7 +13,8 @@ A band is derived from measured runs, never guessed:
 - Timing metrics (seconds, samples/s, speedups, memory) depend on the machine: their band is a factor
   of ``TIMING_FACTOR`` either way.
 
-Each file says how it was made (command, date, machine). ``python -m mtrec_utils.expected --help``.
+Each file says how it was made (command, date, machine), as a whole and for each notebook.
+``python -m mtrec_utils.expected --help``.
 """
 
 from __future__ import annotations
@@ -165,12 +166,24 @@ def load_expected(profile: str) -> dict:
     return json.loads(path.read_text())
 
 
-def save_expected(profile: str, metrics: Mapping, how: str, seeds: Sequence[int]) -> Path:
-    """Write ``tests/expected/<profile>.json`` with its provenance."""
-    doc = {"profile": profile, "how": how, "date": datetime.date.today().isoformat(),
-           "machine": f"{platform.machine()} {platform.system()}, {_cpus()} CPU cores, no GPU",
-           "seeds": list(seeds), "k_std": K_STD, "metrics": metrics}  # fmt: skip
+def save_expected(profile: str, metrics: Mapping, how: str, seeds: Sequence[int],
+                  kept: Mapping[str, Mapping] | None = None) -> Path:  # fmt: skip
+    """Write ``tests/expected/<profile>.json`` with its provenance, for the file and for each notebook.
+
+    ``kept``: ``{notebook: provenance}`` of notebooks whose bands were kept from an earlier file
+    (see :func:`notebook_provenance`); every other notebook gets ``how``, today, this machine, ``seeds``.
+    """
+    machine = f"{platform.machine()} {platform.system()}, {_cpus()} CPU cores, no GPU"
+    mine = {"how": how, "date": datetime.date.today().isoformat(), "machine": machine, "seeds": list(seeds)}
+    notebooks = {nb: dict((kept or {}).get(nb, mine)) for nb in sorted(metrics)}
+    doc = {"profile": profile, **mine, "k_std": K_STD, "notebooks": notebooks, "metrics": metrics}
     return atomic_write_json(expected_path(profile), doc)
+
+
+def notebook_provenance(doc: Mapping) -> dict[str, dict]:
+    """``{notebook: {how, date, machine, seeds}}`` of an expected file (older files have one for all)."""
+    whole = {k: doc[k] for k in ("how", "date", "machine", "seeds") if k in doc}
+    return {nb: dict(doc.get("notebooks", {}).get(nb, whole)) for nb in doc.get("metrics", {})}
 
 
 def _cpus() -> int:
@@ -222,11 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"{nb.name} failed at seed {seed}:\n{result.error}")
                         return 1
             runs.append(read_run(out))
-        bands = derive(runs)
-        if args.only and expected_path(args.profile).exists():
-            bands = {**load_expected(args.profile)["metrics"], **bands}
+        bands, kept = derive(runs), {}
         how = f"python -m mtrec_utils.expected derive --profile {args.profile} --seeds {' '.join(map(str, args.seeds))}"
-        print(save_expected(args.profile, bands, how, args.seeds))
+        if args.only and expected_path(args.profile).exists():  # merge: the other notebooks keep theirs
+            previous = load_expected(args.profile)
+            kept = {nb: p for nb, p in notebook_provenance(previous).items() if nb not in bands}
+            bands, how = {**previous["metrics"], **bands}, f"{how} --only {args.only}"
+        print(save_expected(args.profile, bands, how, args.seeds, kept))
     else:
         run: dict[str, dict] = {}
         for folder in args.folders:

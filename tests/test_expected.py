@@ -87,6 +87,28 @@ def test_from_runs_writes_a_file_with_its_provenance(tmp_path, monkeypatch):
         load_expected("gpu")
 
 
+def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(tmp_path, monkeypatch):
+    import mtrec_utils.expected as E
+
+    monkeypatch.setattr(E, "EXPECTED_DIR", tmp_path / "expected")
+    for seed, value in ((0, 0.90), (1, 0.92), (2, 0.91)):  # runs that derive --reuse finds done
+        (tmp_path / "runs" / f"seed{seed}" / "metrics").mkdir(parents=True)
+        doc = {"notebook": "02_building_datasets", "metrics": {"auc": value}}
+        (tmp_path / "runs" / f"seed{seed}" / "metrics" / "02_building_datasets.json").write_text(json.dumps(doc))
+    (tmp_path / "metrics").mkdir()
+    doc = {"notebook": "04_x", "metrics": {"m": 1.0, "m_std": 0.01}}
+    (tmp_path / "metrics" / "04_x.json").write_text(json.dumps(doc))
+    assert main(["from-runs", "--profile", "cpu", str(tmp_path)]) == 0
+    runs = str(tmp_path / "runs")
+    assert main(["derive", "--profile", "cpu", "--only", "02", "--reuse", "--output-dir", runs]) == 0
+    saved = load_expected("cpu")
+    assert set(saved["metrics"]) == {"04_x", "02_building_datasets"}  # merged, nothing lost
+    assert saved["metrics"]["02_building_datasets"]["auc"]["tol"] == pytest.approx(4 * 0.01)
+    assert "from-runs" in saved["notebooks"]["04_x"]["how"]  # kept from the first file
+    assert saved["notebooks"]["02_building_datasets"]["how"].endswith("--seeds 0 1 2 --only 02")
+    assert saved["notebooks"]["02_building_datasets"]["seeds"] == [0, 1, 2]
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("prefix", CHECKED)
 def test_every_smoke_metric_is_in_its_band(prefix):
