@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from nbexec import metrics_of
@@ -17,6 +18,7 @@ from mtrec_utils.expected import (
     load_expected,
     main,
     problems,
+    read_run,
 )
 from mtrec_utils.run import NOTEBOOKS_DIR, list_notebooks
 
@@ -94,7 +96,9 @@ def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(t
     for seed, value in ((0, 0.90), (1, 0.92), (2, 0.91)):  # runs that derive --reuse finds done
         (tmp_path / "runs" / f"seed{seed}" / "metrics").mkdir(parents=True)
         doc = {"notebook": "02_building_datasets", "metrics": {"auc": value}}
-        (tmp_path / "runs" / f"seed{seed}" / "metrics" / "02_building_datasets.json").write_text(json.dumps(doc))
+        (tmp_path / "runs" / f"seed{seed}" / "metrics" / "02_building_datasets.json").write_text(
+            json.dumps(doc)
+        )
     (tmp_path / "metrics").mkdir()
     doc = {"notebook": "04_x", "metrics": {"m": 1.0, "m_std": 0.01}}
     (tmp_path / "metrics" / "04_x.json").write_text(json.dumps(doc))
@@ -107,6 +111,27 @@ def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(t
     assert "from-runs" in saved["notebooks"]["04_x"]["how"]  # kept from the first file
     assert saved["notebooks"]["02_building_datasets"]["how"].endswith("--seeds 0 1 2 --only 02")
     assert saved["notebooks"]["02_building_datasets"]["seeds"] == [0, 1, 2]
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def recorded_seed_run(profile: str, seed: int) -> dict[str, dict]:
+    """The committed metrics of one seed's run: ``results/<profile>/seeds/seed<N>/metrics/`` (cpu seed 0: ``results/cpu``)."""
+    folder = RESULTS / profile / "seeds" / f"seed{seed}"
+    return read_run(RESULTS / "cpu" if profile == "cpu" and seed == 0 else folder)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_every_band_follows_from_the_committed_runs_that_set_it(profile):
+    doc = load_expected(profile)
+    assert set(doc["notebooks"]) == set(doc["metrics"])  # each notebook says how its bands were made
+    for notebook, how in doc["notebooks"].items():
+        if "from-runs" in how["how"]:  # one run whose notebook recorded its own std over seeds
+            again = derive_from_recorded_std({notebook: recorded_seed_run(profile, 0)[notebook]})
+        else:
+            again = derive([{notebook: recorded_seed_run(profile, s)[notebook]} for s in how["seeds"]])
+        assert again[notebook] == doc["metrics"][notebook], f"{profile} bands of {notebook} ({how['how']})"
 
 
 @pytest.mark.notebooks
