@@ -72,10 +72,18 @@ def band(name: str, values: Sequence[object]) -> dict:
 
 
 def derive(runs: Sequence[Metrics]) -> dict[str, dict[str, dict]]:
-    """Bands for every metric recorded by the first run; ``runs`` = one ``{notebook: metrics}`` per seed."""
+    """Bands for every metric recorded by the first run; ``runs`` = one ``{notebook: metrics}`` per seed.
+
+    Raises:
+        ValueError: when a later run lacks a notebook of the first (its seeds would be silently missing).
+    """
     out: dict[str, dict[str, dict]] = {}
     for notebook, metrics in runs[0].items():
-        out[notebook] = {name: band(name, [r.get(notebook, {}).get(name, value) for r in runs])
+        missing = [k for k, r in enumerate(runs) if notebook not in r]
+        if missing:
+            raise ValueError(f"{notebook} was not run in run(s) {missing} of {len(runs)}: run it with those "
+                             "seeds, or derive its bands from the seeds it was run with (--only, --seeds)")  # fmt: skip
+        out[notebook] = {name: band(name, [value] + [r[notebook][name] for r in runs[1:] if name in r[notebook]])
                          for name, value in sorted(metrics.items())}  # fmt: skip
     return out
 
@@ -213,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--only", default=None, help="comma-separated notebook prefixes (default: all)")
     d.add_argument("--output-dir", default="outputs/expected", help="where the executed runs go")
     d.add_argument(
-        "--reuse", action="store_true", help="keep notebooks already recorded in --output-dir (resume)"
+        "--reuse", action="store_true", help="keep notebooks that ran to the end in --output-dir (resume)"
     )
     f = sub.add_parser("from-runs", help="bands from one recorded run with <metric>_std values (cpu profile)")
     f.add_argument("--profile", default="cpu")
@@ -222,19 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "derive":
-        from .run import NOTEBOOKS_DIR, execute, list_notebooks
+        from .run import NOTEBOOKS_DIR, execute, finished, list_notebooks
 
-        runs = []
+        runs, wanted = [], {nb.stem for nb in list_notebooks(NOTEBOOKS_DIR, args.only)}
         for seed in args.seeds:
             out = Path(args.output_dir) / f"seed{seed}"
             for nb in list_notebooks(NOTEBOOKS_DIR, args.only):
-                done = (out / "metrics" / f"{nb.stem}.json").exists() and args.reuse
+                done = args.reuse and finished(out, nb.stem)  # a failed or killed run is run again
                 if not nb.name.startswith("09") and not done:
                     result = execute(nb, out, {"PROFILE": args.profile, "SEED": seed}, progress=False)
                     if result.status != "ok":
                         print(f"{nb.name} failed at seed {seed}:\n{result.error}")
                         return 1
-            runs.append(read_run(out))
+            run = read_run(out)
+            runs.append({nb: run[nb] for nb in run if args.only is None or nb in wanted})
         bands, kept = derive(runs), {}
         how = f"python -m mtrec_utils.expected derive --profile {args.profile} --seeds {' '.join(map(str, args.seeds))}"
         if args.only and expected_path(args.profile).exists():  # merge: the other notebooks keep theirs

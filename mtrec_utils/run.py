@@ -175,6 +175,19 @@ def execute(
     return Result(notebook.stem, status, seconds, metrics, error)
 
 
+def finished(output_dir: str | Path, notebook: str) -> bool:
+    """Whether ``output_dir`` holds a run of ``notebook`` (its stem) that ran to the end without an error.
+
+    A metrics file alone does not say so: ``record`` writes it cell by cell, so a failed or killed run
+    leaves one behind. papermill's own record in the executed notebook does.
+    """
+    executed = Path(output_dir) / "notebooks" / f"{notebook}.ipynb"
+    if not executed.exists() or not (Path(output_dir) / "metrics" / f"{notebook}.json").exists():
+        return False
+    meta = json.loads(executed.read_text()).get("metadata", {}).get("papermill", {})
+    return bool(meta.get("end_time")) and not meta.get("exception")
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"

@@ -51,6 +51,13 @@ def test_a_band_is_k_standard_deviations_over_seeds_around_seed_0():
     assert check_one(share, 0.04)[0] and not check_one(share, 0.2)[0]
 
 
+def test_derive_refuses_runs_that_lack_a_notebook_of_the_first():
+    runs = [{"05_x": {"m": 1.0}, "08_x": {"m": 2.0}}, {"05_x": {"m": 1.1}}]
+    with pytest.raises(ValueError, match=r"08_x was not run in run\(s\) \[1\]"):
+        derive(runs)
+    assert derive(runs[1:])["05_x"]["m"]["value"] == 1.1
+
+
 def test_compare_reports_fail_missing_and_new_with_what_to_do():
     expected = derive([{"04_x": {"a": 1.0, "b": 2.0}}, {"04_x": {"a": 1.1, "b": 2.0}}])
     table = compare({"04_x": {"a": 1.05, "b": 2.5, "c": 3.0}, "05_y": {"d": 1.0}}, expected)
@@ -95,6 +102,11 @@ def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(t
     monkeypatch.setattr(E, "EXPECTED_DIR", tmp_path / "expected")
     for seed, value in ((0, 0.90), (1, 0.92), (2, 0.91)):  # runs that derive --reuse finds done
         (tmp_path / "runs" / f"seed{seed}" / "metrics").mkdir(parents=True)
+        (tmp_path / "runs" / f"seed{seed}" / "notebooks").mkdir()
+        papermill = {"metadata": {"papermill": {"end_time": "2026-11-28T00:00:00", "exception": None}}}
+        (tmp_path / "runs" / f"seed{seed}" / "notebooks" / "02_building_datasets.ipynb").write_text(
+            json.dumps(papermill)
+        )
         doc = {"notebook": "02_building_datasets", "metrics": {"auc": value}}
         (tmp_path / "runs" / f"seed{seed}" / "metrics" / "02_building_datasets.json").write_text(
             json.dumps(doc)
@@ -103,11 +115,14 @@ def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(t
     doc = {"notebook": "04_x", "metrics": {"m": 1.0, "m_std": 0.01}}
     (tmp_path / "metrics" / "04_x.json").write_text(json.dumps(doc))
     assert main(["from-runs", "--profile", "cpu", str(tmp_path)]) == 0
+    from_runs = load_expected("cpu")["metrics"]["04_x"]
+    (tmp_path / "runs" / "seed0" / "metrics" / "04_x.json").write_text(json.dumps(doc))  # seed 0 has it all
     runs = str(tmp_path / "runs")
     assert main(["derive", "--profile", "cpu", "--only", "02", "--reuse", "--output-dir", runs]) == 0
     saved = load_expected("cpu")
     assert set(saved["metrics"]) == {"04_x", "02_building_datasets"}  # merged, nothing lost
     assert saved["metrics"]["02_building_datasets"]["auc"]["tol"] == pytest.approx(4 * 0.01)
+    assert saved["metrics"]["04_x"] == from_runs  # not re-derived from seed 0 alone
     assert "from-runs" in saved["notebooks"]["04_x"]["how"]  # kept from the first file
     assert saved["notebooks"]["02_building_datasets"]["how"].endswith("--seeds 0 1 2 --only 02")
     assert saved["notebooks"]["02_building_datasets"]["seeds"] == [0, 1, 2]

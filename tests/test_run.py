@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from mtrec_utils.run import check_parameters, list_notebooks, main, parse_value, summary_table
+from mtrec_utils.run import check_parameters, finished, list_notebooks, main, parse_value, summary_table
 
 
 def write_notebook(path, body: str) -> None:
@@ -45,6 +45,7 @@ def test_runner_executes_and_summarises(workbook, tmp_path, capsys):
     metrics = json.loads((out / "metrics" / "00_good.json").read_text())
     assert metrics["profile"] == "smoke" and metrics["metrics"] == {"ml100k_num_ratings": 42}
     assert (out / "notebooks" / "00_good.ipynb").exists()
+    assert finished(out, "00_good")  # what `expected derive --reuse` keeps
 
 
 def test_runner_fails_loudly_on_a_broken_notebook(workbook, tmp_path, capsys):
@@ -56,6 +57,13 @@ def test_runner_fails_loudly_on_a_broken_notebook(workbook, tmp_path, capsys):
     assert "raise RuntimeError('this cell is broken on purpose')" in captured.err
     assert "RuntimeError: this cell is broken on purpose" in captured.err
     assert "01_broken | failed" in captured.out
+    out = tmp_path / "out"
+    (out / "metrics" / "01_broken.json").write_text('{"notebook": "01_broken", "metrics": {"m": 1}}')
+    assert finished(out, "00_good") and not finished(out, "01_broken")  # a partial metrics file is not a run
+    killed = json.loads((out / "notebooks" / "00_good.ipynb").read_text())
+    killed["metadata"]["papermill"]["end_time"] = None  # what a killed run leaves behind
+    (out / "notebooks" / "00_good.ipynb").write_text(json.dumps(killed))
+    assert not finished(out, "00_good")
 
 
 @pytest.mark.parametrize(
