@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .expected import compare, load_expected
+from .expected import compare, load_expected, notebook_provenance
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -63,6 +64,23 @@ def results_table(run: Mapping[str, Mapping], profile: str | None = None) -> pd.
     table.loc[table.status == "new", "status"] = "no band" if not expected else "new"
     table["reference"] = [reference_text(m) for m in table.metric]
     return table.reset_index(drop=True)
+
+
+def band_provenance(profile: str) -> pd.DataFrame:
+    """How the bands of ``profile`` were made, one row per notebook: the seeds run, the date, how many
+    bands of each kind (``seeds``: measured seed-to-seed spread; ``assumed``: ±3%, no spread measured),
+    and the command. An empty table when the profile has no expected file."""
+    try:
+        doc = load_expected(profile)
+    except FileNotFoundError:
+        return pd.DataFrame()
+    rows = []
+    for notebook, how in notebook_provenance(doc).items():
+        kinds = Counter(entry["kind"] for entry in doc["metrics"][notebook].values())
+        rows.append({"notebook": notebook, "seeds run": ", ".join(map(str, how.get("seeds", []))),
+                     "date": how.get("date"), **{k: kinds.get(k, 0) for k in ("seeds", "exact", "timing", "assumed")},
+                     "how": how.get("how")})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def paired(

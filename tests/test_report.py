@@ -71,6 +71,29 @@ def test_results_table_has_references_and_bands(tmp_path, monkeypatch):
         report.load_run(tmp_path / "nothing")
 
 
+def test_band_provenance_counts_each_kind_of_band_per_notebook(monkeypatch):
+    metrics = {"a": {"value": 1.0, "kind": "seeds", "tol": 0.1}, "b": {"value": 2, "kind": "exact"},
+               "c": {"value": 3.0, "kind": "assumed", "tol": 0.09}}  # fmt: skip
+    doc = {"how": "whole-file command", "date": "2026-11-27", "seeds": [0],
+           "notebooks": {"05_x": {"how": "derive --seeds 0 1 2", "date": "2026-11-28", "seeds": [0, 1, 2]}},
+           "metrics": {"04_x": dict(metrics), "05_x": {"a": metrics["a"]}}}  # fmt: skip
+    monkeypatch.setattr(report, "load_expected", lambda p: doc)
+    table = report.band_provenance("cpu").set_index("notebook")
+    assert table.loc["05_x", ["seeds run", "seeds", "assumed", "how"]].tolist() == [
+        "0, 1, 2",
+        1,
+        0,
+        "derive --seeds 0 1 2",
+    ]
+    assert table.loc["04_x", ["seeds", "exact", "assumed", "how"]].tolist() == [1, 1, 1, "whole-file command"]
+
+    def no_file(profile):
+        raise FileNotFoundError(profile)
+
+    monkeypatch.setattr(report, "load_expected", no_file)
+    assert report.band_provenance("gpu").empty  # a profile without bands yet
+
+
 def test_readme_block_is_replaced_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{report.START}\nold\n{report.END}\n\n## after\n")
