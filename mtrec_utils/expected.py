@@ -232,10 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "derive":
         from .run import NOTEBOOKS_DIR, execute, finished, list_notebooks
 
-        runs, wanted = [], {nb.stem for nb in list_notebooks(NOTEBOOKS_DIR, args.only)}
+        runs, notebooks = [], list_notebooks(NOTEBOOKS_DIR, args.only)
+        wanted = {nb.stem for nb in notebooks}
         for seed in args.seeds:
             out = Path(args.output_dir) / f"seed{seed}"
-            for nb in list_notebooks(NOTEBOOKS_DIR, args.only):
+            for nb in notebooks:
                 done = args.reuse and finished(out, nb.stem)  # a failed or killed run is run again
                 if not nb.name.startswith("09") and not done:
                     result = execute(nb, out, {"PROFILE": args.profile, "SEED": seed}, progress=False)
