@@ -1,21 +1,19 @@
 """mtrec_utils: the tested helper package behind the mtrec workbook.
 
-Modules (one concept each):
-    config    profiles, parameter checks, device and seed helpers
-    io        atomic file writes
-    record    record() a metric from a notebook, read metrics back
-    run       ``python -m mtrec_utils.run``: execute the notebooks with papermill
-    data      MovieLens-100K and clothing reviews: fetch, verify, split, texts
-    encoders  pretrained text encoders, pooling, embedding cache
-    similarity, env        nearest neighbours; the environment report of notebook 00
-    metrics, evaluation    rmse, auc, ranking metrics; evaluating a model on its tasks
-    models    towers (ID + text + features), multi-task model, heads, MMoE, baselines
-    training  fit / train_one_epoch / early stopping / checkpoints (Accelerate)
-    weighting task-weighting strategies (EW, static, UW, GradNorm, DWA, PCGrad) and a registry
-    gradients, toy, exercises, widgets     the material of notebook 01
-    joint, joint_data, experiments, joint_viz   joint-training experiments of notebook 04
-    ads, personalization   the case studies of notebooks 06 and 07
-    pipeline_bench, bench  the article's pipeline against ours; ``python -m mtrec_utils.bench``
+The folders are the layers, bottom to top; a layer imports only the layers below it
+(``lint-imports`` checks this, see ``[tool.importlinter]`` in pyproject.toml):
+
+    workbook    runner, expected bands, results report, Colab cell, benchmarks, sweeps
+    viz         plots, widgets, the live training view
+    analyses    one folder per topic a notebook teaches (joint_loss, embedding, cases, finetuning)
+    training    fit / evaluate / resume / schedules / bundles / experiments
+    models | weighting
+                towers, heads, sharing, fusion, baselines, encoders, PEFT modes | weighting strategies
+    data        MovieLens-100K and clothing reviews: fetch, verify, split, texts, tasks, simulators
+    core        config, io, record, env, metrics, similarity
+
+``run`` and ``bench`` at the top are the command-line entry points
+(``python -m mtrec_utils.run``, ``python -m mtrec_utils.bench``).
 """
 
 __version__ = "0.1.0"

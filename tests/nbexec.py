@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mtrec_utils.run import NOTEBOOKS_DIR, REPO, Result, execute, list_notebooks
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, REPO, Result, execute, list_notebooks
 
 OUTPUT_DIR = REPO / "outputs" / "test-smoke"
 _results: dict[str, Result] = {}

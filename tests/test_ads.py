@@ -8,10 +8,10 @@ import pytest
 import torch
 from test_ads_sim import make_movielens
 
-from mtrec_utils import ads
+from mtrec_utils.analyses.cases import ads
 from mtrec_utils.data.ads_sim import examination_curve, simulate_ad_log, split_log, true_ndcg_at_k
 from mtrec_utils.data.datasets import make_loader
-from mtrec_utils.training import fit
+from mtrec_utils.training.loop import fit
 
 
 @pytest.fixture(scope="module")

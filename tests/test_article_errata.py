@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from mtrec_utils.data.article import ARTICLE_CODE, article_source, load_article, missing_names
 from mtrec_utils.data.datasets import ItemDataset, UserDataset, collate_users
-from mtrec_utils.encoders import load_encoder
+from mtrec_utils.models.encoders import load_encoder
 
 SUPPLIED = {"nn": torch.nn, "DataLoader": DataLoader, "tqdm": lambda x, **kw: x, "device": "cpu"}
 

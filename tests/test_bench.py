@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from mtrec_utils.bench import encoder_step_flops, main, matmul_flops
-from mtrec_utils.encoders import load_encoder
+from mtrec_utils.models.encoders import load_encoder
+from mtrec_utils.workbook.bench import encoder_step_flops, main, matmul_flops
 
 
 def test_throughput_reports_both_pipelines(tmp_path, capsys):

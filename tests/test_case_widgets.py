@@ -8,11 +8,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mtrec_utils.case_widgets import RecommendForUser, SimulatorControls, UserRecommender, draw_click_curve
 from mtrec_utils.data import GENRES
 from mtrec_utils.data.ads_sim import click_rate_by_position
 from mtrec_utils.data.tasks import movielens_tasks
 from mtrec_utils.models import EntityTower, MultiTaskModel
+from mtrec_utils.viz.case_widgets import (
+    RecommendForUser,
+    SimulatorControls,
+    UserRecommender,
+    draw_click_curve,
+)
 
 
 def fake_log(eta=1.0, click_noise=0.1, slate_size=10, n=400, seed=0):

@@ -10,8 +10,8 @@ import sys
 import nbformat
 import pytest
 
-from mtrec_utils.colab import badge_markdown, first_cell, github_path, main, repository_url, sync
-from mtrec_utils.run import NOTEBOOKS_DIR, list_notebooks
+from mtrec_utils.workbook.colab import badge_markdown, first_cell, github_path, main, repository_url, sync
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
 
 NOTEBOOKS = list_notebooks(NOTEBOOKS_DIR)
 
@@ -32,7 +32,7 @@ def test_the_url_comes_from_pyproject_and_must_be_github():
 def test_every_notebook_has_the_badge_and_first_cell(path):
     nb = nbformat.read(path, as_version=4)
     url = repository_url()
-    assert nb.cells[0].source == first_cell(url), "run `python -m mtrec_utils.colab` to update it"
+    assert nb.cells[0].source == first_cell(url), "run `python -m mtrec_utils.workbook.colab` to update it"
     title = next(c for c in nb.cells if c.cell_type == "markdown")
     assert title.source.startswith(badge_markdown(path.name, url))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtrec_utils.coldstart import (
+from mtrec_utils.analyses.embedding.coldstart import (
     COUNT_EDGES,
     assign_buckets,
     bucket_labels,
@@ -69,7 +69,7 @@ def test_bucket_metrics_groups_errors_by_training_count():
 def test_predict_pairs_matches_the_model_called_directly():
     from test_joint import toy_bundle
 
-    from mtrec_utils.coldstart import predict_pairs
+    from mtrec_utils.analyses.embedding.coldstart import predict_pairs
     from mtrec_utils.models.sharing import build_model
 
     b = toy_bundle()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mtrec_utils.config import (
+from mtrec_utils.core.config import (
     PROFILES,
     check_choice,
     check_positive,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_joint import toy_bundle
 
-from mtrec_utils.crossdomain import (
+from mtrec_utils.analyses.embedding.crossdomain import (
     AdaptedText,
     CrossDomainSampler,
     SharedAdapter,
@@ -97,7 +97,7 @@ def test_transfer_gain_is_positive_for_improvements():
 
 
 def test_domain_model_reads_text_through_the_given_adapter():
-    from mtrec_utils.crossdomain import domain_model
+    from mtrec_utils.analyses.embedding.crossdomain import domain_model
 
     adapter = SharedAdapter(6)
     model, tasks = domain_model(toy_bundle(), adapter, ["rating"], use_id=False)

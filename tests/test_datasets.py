@@ -20,7 +20,7 @@ from mtrec_utils.data.datasets import (
     seen_matrix,
     tokenize_once,
 )
-from mtrec_utils.encoders import load_encoder
+from mtrec_utils.models.encoders import load_encoder
 
 
 @pytest.fixture(scope="module")

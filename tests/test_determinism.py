@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from nbexec import OUTPUT_DIR, metrics_of, notebook_path
 
-from mtrec_utils.expected import is_timing
-from mtrec_utils.run import NOTEBOOKS_DIR, execute, list_notebooks
+from mtrec_utils.workbook.expected import is_timing
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, execute, list_notebooks
 
 REPEATED = [p.name[:2] for p in list_notebooks(NOTEBOOKS_DIR) if not p.name.startswith("09")]
 

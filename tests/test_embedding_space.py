@@ -9,8 +9,7 @@ import pytest
 import torch
 from test_joint import toy_bundle
 
-from mtrec_utils.data.datasets import TensorDictDataset, make_loader
-from mtrec_utils.embedding_space import (
+from mtrec_utils.analyses.embedding.space import (
     JointEmbeddingModel,
     genre_purity,
     in_batch_softmax_loss,
@@ -19,6 +18,7 @@ from mtrec_utils.embedding_space import (
     random_genre_purity,
     train_joint_embedding,
 )
+from mtrec_utils.data.datasets import TensorDictDataset, make_loader
 
 
 def test_in_batch_softmax_matches_a_manual_computation_and_masks_duplicates():

@@ -1,4 +1,4 @@
-"""Tests of mtrec_utils.encoders: loading offline, pooling, dynamic padding, the embedding cache."""
+"""Tests of mtrec_utils.models.encoders: loading offline, pooling, dynamic padding, the embedding cache."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import huggingface_hub.constants
 import pytest
 import torch
 
-from mtrec_utils.encoders import (
+from mtrec_utils.models.encoders import (
     Encoder,
     cache_file,
     count_parameters,

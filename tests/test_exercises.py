@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtrec_utils.exercises import (
+from mtrec_utils.analyses.joint_loss.exercises import (
     CheckResult,
     check_article_weights,
     check_head_gradient,

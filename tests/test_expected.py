@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from nbexec import metrics_of
 
-from mtrec_utils.expected import (
+from mtrec_utils.workbook.expected import (
     band,
     check_one,
     compare,
@@ -20,7 +20,7 @@ from mtrec_utils.expected import (
     problems,
     read_run,
 )
-from mtrec_utils.run import NOTEBOOKS_DIR, list_notebooks
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
 
 CHECKED = [p.name[:2] for p in list_notebooks(NOTEBOOKS_DIR) if not p.name.startswith("09")]
 
@@ -68,7 +68,7 @@ def test_compare_reports_fail_missing_and_new_with_what_to_do():
     msgs = problems(compare({"04_x": {"b": 2.5, "c": 3.0}}, expected), "smoke")
     assert any("b = 2.5 is outside its band" in m for m in msgs)
     assert any("a is expected but the notebook no longer records it" in m for m in msgs)
-    assert any("c = 3.0 has no expected value" in m and "mtrec_utils.expected derive --profile smoke" in m
+    assert any("c = 3.0 has no expected value" in m and "mtrec_utils.workbook.expected derive --profile smoke" in m
                for m in msgs)  # fmt: skip
 
 
@@ -82,7 +82,7 @@ def test_cpu_bands_use_the_recorded_std_of_the_longest_matching_stem():
 
 
 def test_from_runs_writes_a_file_with_its_provenance(tmp_path, monkeypatch):
-    import mtrec_utils.expected as E
+    import mtrec_utils.workbook.expected as E
 
     (tmp_path / "metrics").mkdir()
     doc = {"notebook": "03_x", "profile": "cpu", "seed": 0, "metrics": {"m": 1.0, "m_std": 0.01}}
@@ -97,7 +97,7 @@ def test_from_runs_writes_a_file_with_its_provenance(tmp_path, monkeypatch):
 
 
 def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(tmp_path, monkeypatch):
-    import mtrec_utils.expected as E
+    import mtrec_utils.workbook.expected as E
 
     monkeypatch.setattr(E, "EXPECTED_DIR", tmp_path / "expected")
     for seed, value in ((0, 0.90), (1, 0.92), (2, 0.91)):  # runs that derive --reuse finds done

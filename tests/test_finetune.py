@@ -5,11 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrec_utils.encoders import load_encoder
-from mtrec_utils.finetune import FinetuneConfig, build_model, evaluate_clothing, finetune, joint_loss
-from mtrec_utils.finetune_data import BUDGETS, TASKS, budget_for, clothing_splits
-from mtrec_utils.memory import MemoryMeter
-from mtrec_utils.peft_modes import MODES, adapt_encoder, trainable_parameters
+from mtrec_utils.analyses.finetuning.finetune import (
+    FinetuneConfig,
+    build_model,
+    evaluate_clothing,
+    finetune,
+    joint_loss,
+)
+from mtrec_utils.analyses.finetuning.memory import MemoryMeter
+from mtrec_utils.data.finetune_data import BUDGETS, TASKS, budget_for, clothing_splits
+from mtrec_utils.models.encoders import load_encoder
+from mtrec_utils.models.peft_modes import MODES, adapt_encoder, trainable_parameters
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from mtrec_utils.finetune import FinetuneResult
-from mtrec_utils.finetune_report import (
+from mtrec_utils.analyses.finetuning.finetune import FinetuneResult
+from mtrec_utils.viz.finetune import (
     comparison_table,
     describe_comparison,
     describe_task_specific,

@@ -10,9 +10,10 @@ import pytest
 import torch
 from test_joint import toy_bundle
 
-from mtrec_utils.experiments import run_experiment
 from mtrec_utils.models import FrozenText
-from mtrec_utils.models.fusion import FUSIONS, FusionTower, fusion_bundle, movielens_side
+from mtrec_utils.models.fusion import FUSIONS, FusionTower, movielens_side
+from mtrec_utils.training.bundles import fusion_bundle
+from mtrec_utils.training.experiments import run_experiment
 
 
 def tower(fusion: str, **kw) -> FusionTower:

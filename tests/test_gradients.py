@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrec_utils.gradients import (
+from mtrec_utils.analyses.joint_loss.gradients import (
     OPTIMIZER_RUNS,
     analytic_grad,
     autograd_grad,

@@ -16,18 +16,18 @@ from mtrec_utils.data.datasets import (
     seen_matrix,
 )
 from mtrec_utils.data.tasks import movielens_tasks
-from mtrec_utils.experiments import gain_table, run_experiment, run_seeds, summarize
-from mtrec_utils.joint import (
+from mtrec_utils.models import EntityTower, FrozenText, MultiTaskModel
+from mtrec_utils.models.towers import EncoderText
+from mtrec_utils.training.bundles import TaskBundle
+from mtrec_utils.training.experiments import gain_table, run_experiment, run_seeds, summarize
+from mtrec_utils.training.loop import fit
+from mtrec_utils.training.schedules import (
     TrainingLog,
     alternating_order,
     gradient_cosines,
     make_epoch_fn,
     mixed_precision_for,
 )
-from mtrec_utils.joint_data import TaskBundle
-from mtrec_utils.models import EntityTower, FrozenText, MultiTaskModel
-from mtrec_utils.models.towers import EncoderText
-from mtrec_utils.training import fit
 
 
 def toy_bundle(text_user=None, text_item=None, dim: int = 8, n: int = 240) -> TaskBundle:
@@ -196,7 +196,7 @@ def test_mixed_precision_choice():
 
 
 def test_full_encoder_bf16_autocast_path_on_cpu():
-    from mtrec_utils.encoders import load_encoder
+    from mtrec_utils.models.encoders import load_encoder
 
     encoder = load_encoder("tiny-random", device="cpu")
     users = EncoderText(encoder, [f"user {i} likes films" for i in range(12)], max_length=16)
@@ -230,7 +230,7 @@ def test_measuring_cosines_does_not_change_the_run():
 
 
 def test_metrics_to_record_and_best_setting():
-    from mtrec_utils.experiments import best_setting, metrics_to_record
+    from mtrec_utils.training.experiments import best_setting, metrics_to_record
 
     rows = pd.DataFrame({"setting": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "metric": ["rating/rmse"] * 4,
                          "value": [0.9, 1.0, 0.8, 0.8]})  # fmt: skip
@@ -248,7 +248,7 @@ def test_joint_plots_draw_labelled_axes():
     import matplotlib
 
     matplotlib.use("Agg")
-    from mtrec_utils.joint_viz import plot_gains, plot_step_curves, plot_validation, smooth
+    from mtrec_utils.viz.joint import plot_gains, plot_step_curves, plot_validation, smooth
 
     frame = pd.DataFrame({"step": [0, 1, 2, 3], "loss/a": [4.0, 3.0, 2.0, 1.0], "weight/a": [1.0] * 4})
     ax = plot_step_curves(frame, "loss/", window=3, log_y=True)

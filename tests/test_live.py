@@ -14,10 +14,10 @@ from matplotlib.figure import Figure
 from mtrec_utils.data import GENRES
 from mtrec_utils.data.datasets import TensorDictDataset, make_loader
 from mtrec_utils.data.tasks import movielens_tasks
-from mtrec_utils.joint import make_epoch_fn
-from mtrec_utils.live import LiveTrainingView, draw_training
 from mtrec_utils.models import EntityTower, MultiTaskModel
-from mtrec_utils.training import fit
+from mtrec_utils.training.loop import fit
+from mtrec_utils.training.schedules import make_epoch_fn
+from mtrec_utils.viz.live import LiveTrainingView, draw_training
 
 TASKS = movielens_tasks(GENRES)
 NAMES = ["rating", "like"]

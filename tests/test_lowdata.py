@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from mtrec_utils.analyses.embedding.lowdata import history_scores, subsample_rows, text_augmented_bundle
 from mtrec_utils.data.datasets import TensorDictDataset, make_loader
 from mtrec_utils.data.tasks import clothing_tasks
-from mtrec_utils.experiments import run_experiment
-from mtrec_utils.joint_data import TaskBundle
-from mtrec_utils.lowdata import history_scores, subsample_rows, text_augmented_bundle
 from mtrec_utils.models import FrozenText
 from mtrec_utils.models.history import HistoryModel
+from mtrec_utils.training.bundles import TaskBundle
+from mtrec_utils.training.experiments import run_experiment
 
 
 def review_bundle(n: int = 40) -> tuple[TaskBundle, list[str]]:
@@ -76,7 +76,7 @@ def test_history_scores_masks_excluded_items():
 
 
 def test_rank_with_histories_learns_a_sequence_rule():
-    from mtrec_utils.lowdata import rank_with_histories
+    from mtrec_utils.analyses.embedding.lowdata import rank_with_histories
 
     torch.manual_seed(0)
     samples = [([(s + j) % 6 for j in range(3)], (s + 3) % 6) for s in range(6)] * 20
@@ -91,10 +91,10 @@ def test_rank_with_histories_learns_a_sequence_rule():
 
 
 def test_clothing_bundle_texts_replays_the_bundles_sample():
-    from mtrec_utils.config import resolve_profile
+    from mtrec_utils.analyses.embedding.lowdata import clothing_bundle_texts
+    from mtrec_utils.core.config import resolve_profile
     from mtrec_utils.data import clothing_texts, load_clothing
     from mtrec_utils.data.prepare import sample_rows
-    from mtrec_utils.lowdata import clothing_bundle_texts
 
     profile = resolve_profile("smoke")
     g = torch.Generator().manual_seed(5)

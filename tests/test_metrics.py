@@ -1,4 +1,4 @@
-"""Tests of mtrec_utils.metrics against scikit-learn, NumPy and small hand-computed cases."""
+"""Tests of mtrec_utils.core.metrics against scikit-learn, NumPy and small hand-computed cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sklearn.calibration
 import sklearn.metrics
 import torch
 
-from mtrec_utils.metrics import (
+from mtrec_utils.core.metrics import (
     accuracy,
     auc,
     calibration_curve,

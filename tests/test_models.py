@@ -8,10 +8,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, roc_auc_score
 
-from mtrec_utils import metrics as M
+from mtrec_utils.core import metrics as M
 from mtrec_utils.data import GENRES
 from mtrec_utils.data.tasks import clothing_tasks, movielens_tasks
-from mtrec_utils.encoders import encode_texts, load_encoder
 from mtrec_utils.models import (
     BiasBaseline,
     EncoderText,
@@ -26,6 +25,7 @@ from mtrec_utils.models import (
     task_loss,
     to_predictions,
 )
+from mtrec_utils.models.encoders import encode_texts, load_encoder
 from mtrec_utils.models.heads import task_metric
 
 TASKS = movielens_tasks(GENRES)

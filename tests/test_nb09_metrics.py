@@ -7,7 +7,7 @@ import json
 import pytest
 from nbexec import OUTPUT_DIR, executed, metrics_of
 
-from mtrec_utils.run import NOTEBOOKS_DIR, list_notebooks
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
 
 OTHERS = [p.name[:2] for p in list_notebooks(NOTEBOOKS_DIR) if not p.name.startswith("09")]
 

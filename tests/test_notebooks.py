@@ -7,7 +7,8 @@ import json
 import pytest
 from nbexec import executed, metrics_of
 
-from mtrec_utils.run import KEY_METRICS, NOTEBOOKS_DIR, list_notebooks
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
+from mtrec_utils.workbook.run import KEY_METRICS
 
 NOTEBOOKS = list_notebooks(NOTEBOOKS_DIR)
 IDS = [p.stem for p in NOTEBOOKS]

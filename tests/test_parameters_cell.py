@@ -10,7 +10,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from mtrec_utils.run import NOTEBOOKS_DIR, list_notebooks
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
 
 NOTEBOOKS = list_notebooks(NOTEBOOKS_DIR)
 

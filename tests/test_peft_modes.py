@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrec_utils.encoders import load_encoder
-from mtrec_utils.peft_modes import (
+from mtrec_utils.models.encoders import load_encoder
+from mtrec_utils.models.peft_modes import (
     MODES,
     BottleneckAdapter,
     adapt_encoder,

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mtrec_utils import personalization as P
+from mtrec_utils.analyses.cases import personalization as P
 from mtrec_utils.data.tasks import movielens_tasks
 from mtrec_utils.models import EntityTower, FrozenText, MultiTaskModel
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mtrec_utils.encoders import load_encoder
-from mtrec_utils.pipeline_bench import ArticlePairDataset, compare_pipelines
+from mtrec_utils.models.encoders import load_encoder
+from mtrec_utils.workbook.pipeline_bench import ArticlePairDataset, compare_pipelines
 
 USERS = ["A 24-year-old man, technician. Recently liked: Star Wars (1977).", "A 53-year-old woman, other."]
 ITEMS = [

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrec_utils.encoders import load_encoder
-from mtrec_utils.finetune import FinetuneConfig, build_model
-from mtrec_utils.finetune_data import TASKS, clothing_splits
-from mtrec_utils.profiling import PHASES, REMEDIES, profile_joint_step
+from mtrec_utils.analyses.finetuning.finetune import FinetuneConfig, build_model
+from mtrec_utils.analyses.finetuning.profiling import PHASES, REMEDIES, profile_joint_step
+from mtrec_utils.data.finetune_data import TASKS, clothing_splits
+from mtrec_utils.models.encoders import load_encoder
 
 WEIGHTS = dict.fromkeys(TASKS, 1.0)
 

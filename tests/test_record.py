@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mtrec_utils import __version__
-from mtrec_utils.io import atomic_write_text
-from mtrec_utils.record import load_metrics, read_metrics, record, start_run
+from mtrec_utils.core.io import atomic_write_text
+from mtrec_utils.core.record import load_metrics, read_metrics, record, start_run
 
 
 def test_record_round_trip(tmp_path, capsys):

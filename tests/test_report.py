@@ -7,14 +7,14 @@ import json
 import matplotlib
 import pytest
 
-from mtrec_utils import report
-from mtrec_utils.report_viz import (
+from mtrec_utils.viz.report import (
     mode_table,
     plot_gains,
     plot_quality_vs_cost,
     plot_strategies,
     strategy_table,
 )
+from mtrec_utils.workbook import report
 
 matplotlib.use("Agg")
 

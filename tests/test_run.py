@@ -7,7 +7,8 @@ import json
 import nbformat
 import pytest
 
-from mtrec_utils.run import check_parameters, finished, list_notebooks, main, parse_value, summary_table
+from mtrec_utils.workbook.notebooks import check_parameters, finished, list_notebooks, parse_value
+from mtrec_utils.workbook.run import main, summary_table
 
 
 def write_notebook(path, body: str) -> None:
@@ -19,7 +20,7 @@ def write_notebook(path, body: str) -> None:
     nbformat.write(nb, path)
 
 
-GOOD = """from mtrec_utils.record import record, start_run
+GOOD = """from mtrec_utils.core.record import record, start_run
 start_run("00_good", profile=PROFILE, output_dir=OUTPUT_DIR)
 record("ml100k_num_ratings", 42)"""
 BROKEN = "x = 1\nraise RuntimeError('this cell is broken on purpose')"

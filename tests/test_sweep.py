@@ -6,7 +6,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from mtrec_utils.sweep import SWEEP_POINTS, best_point, grid, run_sweep
+from mtrec_utils.workbook.sweep import SWEEP_POINTS, best_point, grid, run_sweep
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def tiny_notebook(tmp_path_factory):
     )
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
-        "from mtrec_utils.record import record, start_run\n"
+        "from mtrec_utils.core.record import record, start_run\n"
         'start_run("tiny", profile=PROFILE, output_dir=OUTPUT_DIR)\n'
         'record("x_squared", X * X)\nrecord("ran_profile", PROFILE)'
     )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtrec_utils.toy import (
+from mtrec_utils.analyses.joint_loss.toy import (
     TOY_STRATEGIES,
     ToyProblem,
     combined_gradient,

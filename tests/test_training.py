@@ -7,12 +7,12 @@ import pytest
 import safetensors.torch
 import torch
 
-from mtrec_utils import metrics as M
+from mtrec_utils.core import metrics as M
 from mtrec_utils.data import GENRES
 from mtrec_utils.data.datasets import TensorDictDataset, make_loader, ranking_eval, seen_matrix
 from mtrec_utils.data.tasks import movielens_tasks
 from mtrec_utils.models import EntityTower, MatrixFactorization, MultiTaskModel, Popularity
-from mtrec_utils.training import (
+from mtrec_utils.training.loop import (
     EarlyStopping,
     evaluate,
     fit,

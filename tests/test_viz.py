@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 
-from mtrec_utils import viz
+from mtrec_utils.viz import plots as viz
 
 
 def test_each_plot_labels_its_axes():

@@ -10,8 +10,8 @@ import ipywidgets as widgets
 import pytest
 import torch
 
-from mtrec_utils.toy import ToyProblem
-from mtrec_utils.widgets import TaskWeightSlider, draw_task_weight
+from mtrec_utils.analyses.joint_loss.toy import ToyProblem
+from mtrec_utils.viz.widgets import TaskWeightSlider, draw_task_weight
 
 
 def test_static_figure_has_both_spaces_labelled():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtrec_utils.widgets import EmbeddingExplorer
+from mtrec_utils.viz.widgets import EmbeddingExplorer
 
 TITLES = ["Toy Story", "Toy Story 2", "Alien", "Aliens"]
 BEFORE = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from mtrec_utils.config import check_positive
+from mtrec_utils.core.config import check_positive
 
 STOP_WORDS = frozenset(
     """a an the and or nor but of in on at to for from with without by about as into onto upon is are was

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mtrec_utils.config import check_choice
+from mtrec_utils.core.config import check_choice
 from mtrec_utils.data.ads_features import ad_keywords, require_columns
 
 MAX_RELEVANCE = 4  # relevance = rating - 1, ratings 1..5

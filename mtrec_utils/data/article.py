@@ -13,7 +13,7 @@ ordinary module code: the first block already fails at ``class ItemLoss(nn.Modul
 - the main loop "trains" on the validation set and uses ``AdamW``/``classification_report``
   without importing them (and ``transformers.AdamW`` no longer exists).
 
-The corrected versions are :mod:`mtrec_utils.data.datasets` and :mod:`mtrec_utils.training`.
+The corrected versions are :mod:`mtrec_utils.data.datasets` and :mod:`mtrec_utils.training.loop`.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ ARTICLE_CODE = {"item": ARTICLE_ITEM, "user": ARTICLE_USER, "joint": ARTICLE_JOI
 
 def article_source(block: str) -> str:
     """The text of one article code block: ``"item"``, ``"user"``, ``"joint"`` or ``"main"``."""
-    from ..config import check_choice
+    from mtrec_utils.core.config import check_choice
 
     return ARTICLE_CODE[check_choice("block", block, tuple(ARTICLE_CODE))]
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..config import check_choice
+from mtrec_utils.core.config import check_choice
 
 TEXT_OPS = ("mask", "delete", "swap", "synonym")
 SEQUENCE_OPS = ("crop", "mask", "reorder")
@@ -91,7 +91,7 @@ class NeighbourSynonyms:
 
     @classmethod
     def from_encoder(cls, encoder, k: int = 5) -> NeighbourSynonyms:
-        """From an :class:`~mtrec_utils.encoders.Encoder` (its model's input embeddings and vocabulary)."""
+        """From an :class:`~mtrec_utils.models.encoders.Encoder` (its model's input embeddings and vocabulary)."""
         return cls(encoder.model.get_input_embeddings().weight, encoder.tokenizer.get_vocab(), k)
 
     def __call__(self, word: str) -> list[str]:

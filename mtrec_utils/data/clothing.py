@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtrec_utils.config import check_choice
+from mtrec_utils.core.config import check_choice
 from mtrec_utils.data import fetch
 
 DATASET = "clothing"

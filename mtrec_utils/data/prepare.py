@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .datasets import (
+from mtrec_utils.data.datasets import (
     NegativeSamplingDataset,
     RankingEval,
     TensorDictDataset,
@@ -26,7 +26,7 @@ from .datasets import (
     ranking_eval,
     seen_matrix,
 )
-from .tasks import like_labels
+from mtrec_utils.data.tasks import like_labels
 
 
 def sample_rows(df: pd.DataFrame, n: int | None, generator: torch.Generator | None = None) -> pd.DataFrame:

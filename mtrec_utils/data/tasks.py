@@ -3,7 +3,7 @@
 A task says what it predicts (``label``), from which data (``data``, a key of the training
 loaders), what its head sees (``input``: a user-item pair, or one entity), its loss, its metrics
 and which input columns it reads (``columns``). Adding a task is adding one entry; the
-training loop (:mod:`mtrec_utils.training`) never changes.
+training loop (:mod:`mtrec_utils.training.loop`) never changes.
 
 MovieLens-100K on the u1 split: ``rating`` (regression), ``like`` (rating >= 4, binary),
 ``interest`` (rank the user's held-out liked items among the items they have not rated) and
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import check_choice
+from mtrec_utils.core.config import check_choice
 
 KINDS = ("regression", "binary", "multiclass", "multilabel", "ranking")
 INPUTS = ("pair", "item", "user")

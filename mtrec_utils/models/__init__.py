@@ -1,6 +1,6 @@
 """Models: towers (ID + text fusion), the multi-task model with task heads, classic baselines."""
 
-from .baselines import (
+from mtrec_utils.models.baselines import (
     SURPRISE_REFERENCE,
     BiasBaseline,
     MatrixFactorization,
@@ -9,9 +9,9 @@ from .baselines import (
     surprise_available,
     surprise_rmse,
 )
-from .heads import TaskHead, task_loss, to_predictions
-from .multitask import MultiTaskModel, mlp
-from .towers import EncoderText, EntityTower, FrozenText, text_table
+from mtrec_utils.models.heads import TaskHead, task_loss, to_predictions
+from mtrec_utils.models.multitask import MultiTaskModel, mlp
+from mtrec_utils.models.towers import EncoderText, EntityTower, FrozenText, text_table
 
 __all__ = [
     "SURPRISE_REFERENCE",

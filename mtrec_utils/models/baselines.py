@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..data.tasks import Task
+from mtrec_utils.data.tasks import Task
 
 # RMSE of scikit-surprise's defaults on MovieLens-100K u1 (reference values quoted when not run here).
 SURPRISE_REFERENCE = {"SVD": 0.9515, "SVD++": 0.9247, "BaselineOnly": 0.9599}

@@ -13,23 +13,19 @@ embedding, its text embedding, numeric side features and categorical side featur
 ``gate`` and ``attention`` expose their per-part weights (:meth:`FusionTower.part_weights`), so a
 notebook can show which part the model leans on, e.g. for cold items (little ID signal).
 
-:func:`fusion_bundle` wraps a :class:`~mtrec_utils.joint_data.TaskBundle` so that
+:func:`mtrec_utils.training.bundles.fusion_bundle` wraps a ``TaskBundle`` so that
 ``run_experiment`` trains the same tasks, data and budget with fusion towers instead.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..config import check_choice
-from ..joint_data import TaskBundle
-from .towers import EntityTower
+from mtrec_utils.core.config import check_choice
+from mtrec_utils.models.towers import EntityTower
 
 FUSIONS = ("sum", "concat", "gate", "attention")
 PARTS = ("id", "text", "features", "categories")
@@ -109,7 +105,7 @@ def movielens_side(users: pd.DataFrame, items: pd.DataFrame) -> dict[str, dict]:
     Returns:
         ``{"user": {"features": (U, 1), "categories": {...}}, "item": {"features": (I, 20), "categories": {}}}``.
     """
-    from ..data.movielens import genre_matrix
+    from mtrec_utils.data.movielens import genre_matrix
 
     def z(x: np.ndarray) -> np.ndarray:
         return (x - x.mean()) / (x.std() or 1.0)
@@ -123,51 +119,3 @@ def movielens_side(users: pd.DataFrame, items: pd.DataFrame) -> dict[str, dict]:
     item_feats = np.hstack([year, genre_matrix(items).astype(np.float64)])
     return {"user": {"features": torch.tensor(age, dtype=torch.float32), "categories": codes},
             "item": {"features": torch.tensor(item_feats, dtype=torch.float32), "categories": {}}}  # fmt: skip
-
-
-@dataclass
-class FusionBundle(TaskBundle):
-    """A :class:`TaskBundle` whose towers are :class:`FusionTower` s (same tasks, data and budget).
-
-    Attributes (besides TaskBundle's):
-        fusion: one of :data:`FUSIONS`.
-        parts: which parts each tower fuses, a subset of :data:`PARTS`.
-        side: ``{tower: {"features": ..., "categories": ...}}`` side inputs (e.g. :func:`movielens_side`).
-    """
-
-    fusion: str = "sum"
-    parts: tuple[str, ...] = ("id", "text")
-    side: dict = field(default_factory=dict)
-
-    def make_towers(self) -> dict[str, FusionTower]:
-        """Fresh fusion towers over the bundle's (shared, frozen) text modules."""
-        towers = {}
-        for k, kw in self.tower_kwargs.items():
-            side = self.side.get(k, {})
-            feats = side.get("features", kw.get("features")) if "features" in self.parts else None
-            cats = side.get("categories") if "categories" in self.parts else None
-            towers[k] = FusionTower(kw["num_entities"], self.dim, self.fusion,
-                                    text=self.texts.get(k) if "text" in self.parts else None, features=feats,
-                                    categories=cats or None, use_id="id" in self.parts and kw.get("use_id", True))  # fmt: skip
-        return towers
-
-
-def fusion_bundle(bundle: TaskBundle, fusion: str = "sum", parts: Sequence[str] = ("id", "text"),
-                  side: dict | None = None, **changes) -> FusionBundle:  # fmt: skip
-    """``bundle`` with fusion towers: same tasks, loaders and text modules.
-
-    Args:
-        bundle: from :func:`~mtrec_utils.joint_data.movielens_bundle` / ``clothing_bundle``.
-        fusion: one of :data:`FUSIONS`.
-        parts: subset of :data:`PARTS` (e.g. ``("id",)`` for an ID-only model).
-        side: side inputs per tower (default: none besides the bundle's own features).
-        changes: TaskBundle fields to replace (e.g. ``train={...}`` for a thinned training set).
-
-    Raises:
-        ValueError: for an unknown fusion or part, naming the valid ones.
-    """
-    check_choice("fusion", fusion, FUSIONS)
-    for p in parts:
-        check_choice("parts", p, PARTS)
-    base = {f.name: getattr(bundle, f.name) for f in fields(TaskBundle)} | changes
-    return FusionBundle(**base, fusion=fusion, parts=tuple(parts), side=side or {})

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..data.tasks import Task
+from mtrec_utils.data.tasks import Task
 
 
 class TaskHead(nn.Module):
@@ -105,7 +105,7 @@ def task_metric(task: Task, metric: str, y_true: np.ndarray, y_pred: np.ndarray)
     class of a multi-class one; ``f1`` and ``accuracy`` of a binary task threshold at 0.5;
     ``f1_micro`` / ``auc_macro`` are the multi-label micro F1 and the mean per-label AUC.
     """
-    from .. import metrics as M
+    from mtrec_utils.core import metrics as M
 
     y_true = np.asarray(y_true)
     if metric in ("rmse", "mae", "auc", "logloss"):

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..config import check_choice, check_positive
-from ..data.augment import SEQUENCE_OPS, crop_sequence, mask_sequence, reorder_sequence
+from mtrec_utils.core.config import check_choice, check_positive
+from mtrec_utils.data.augment import SEQUENCE_OPS, crop_sequence, mask_sequence, reorder_sequence
 
 
 def user_histories(user_idx, item_idx, timestamps) -> dict[int, list[int]]:

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.tasks import Task
-from .heads import TaskHead
+from mtrec_utils.data.tasks import Task
+from mtrec_utils.models.heads import TaskHead
 
 
 def mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:

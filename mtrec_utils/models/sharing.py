@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import check_choice, check_positive
-from ..data.tasks import Task
-from .multitask import MultiTaskModel, mlp
+from mtrec_utils.core.config import check_choice, check_positive
+from mtrec_utils.data.tasks import Task
+from mtrec_utils.models.multitask import MultiTaskModel, mlp
 
 ARCHITECTURES = ("hard", "mmoe")
 

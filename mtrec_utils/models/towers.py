@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..config import check_choice
-from ..encoders import Encoder, encode_texts, mean_pool
+from mtrec_utils.core.config import check_choice
+from mtrec_utils.models.encoders import Encoder, encode_texts, mean_pool
 
 TEXT_MODES = ("frozen", "full")
 
@@ -41,14 +41,14 @@ class EncoderText(nn.Module):
     """A trainable encoder over texts tokenised once; encodes each distinct text of a batch once.
 
     Args:
-        encoder: an :class:`~mtrec_utils.encoders.Encoder` (its model is trained).
+        encoder: an :class:`~mtrec_utils.models.encoders.Encoder` (its model is trained).
         texts: N texts; ``forward`` takes indices into them.
         max_length: token limit per text.
     """
 
     def __init__(self, encoder: Encoder, texts: Sequence[str], max_length: int = 128):
         super().__init__()
-        from ..data.datasets import pad_sequences, tokenize_once
+        from mtrec_utils.data.datasets import pad_sequences, tokenize_once
 
         ids, mask = pad_sequences(
             tokenize_once(encoder.tokenizer, texts, max_length), encoder.tokenizer.pad_token_id or 0

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import CombineResult, WeightingStrategy, task_gradients
-from .dwa import DynamicWeightAverage, dwa_weights
-from .ew import EqualWeighting
-from .gradnorm import GradNorm
-from .pcgrad import PCGrad, pcgrad, project_conflicting
-from .static import StaticWeighting
-from .uw import UncertaintyWeighting
+from mtrec_utils.weighting.base import CombineResult, WeightingStrategy, task_gradients
+from mtrec_utils.weighting.dwa import DynamicWeightAverage, dwa_weights
+from mtrec_utils.weighting.ew import EqualWeighting
+from mtrec_utils.weighting.gradnorm import GradNorm
+from mtrec_utils.weighting.pcgrad import PCGrad, pcgrad, project_conflicting
+from mtrec_utils.weighting.static import StaticWeighting
+from mtrec_utils.weighting.uw import UncertaintyWeighting
 
 STRATEGIES: dict[str, type[WeightingStrategy]] = {
     "ew": EqualWeighting,

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..config import check_positive
-from .base import CombineResult, WeightingStrategy, check_losses
+from mtrec_utils.core.config import check_positive
+from mtrec_utils.weighting.base import CombineResult, WeightingStrategy, check_losses
 
 
 def dwa_weights(loss_prev: Tensor, loss_prev2: Tensor, temperature: float = 2.0) -> Tensor:

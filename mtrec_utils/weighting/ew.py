@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..config import check_choice
-from .base import CombineResult, WeightingStrategy, check_losses
+from mtrec_utils.core.config import check_choice
+from mtrec_utils.weighting.base import CombineResult, WeightingStrategy, check_losses
 
 
 class EqualWeighting(WeightingStrategy):

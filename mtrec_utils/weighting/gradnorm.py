@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import CombineResult, WeightingStrategy, check_losses, check_shared_params, task_gradients
+from mtrec_utils.weighting.base import (
+    CombineResult,
+    WeightingStrategy,
+    check_losses,
+    check_shared_params,
+    task_gradients,
+)
 
 
 class GradNorm(WeightingStrategy):

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import CombineResult, WeightingStrategy, check_losses, check_shared_params, task_gradients
+from mtrec_utils.weighting.base import (
+    CombineResult,
+    WeightingStrategy,
+    check_losses,
+    check_shared_params,
+    task_gradients,
+)
 
 
 def project_conflicting(g_i: Tensor, g_j: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import CombineResult, WeightingStrategy, check_losses
+from mtrec_utils.weighting.base import CombineResult, WeightingStrategy, check_losses
 
 
 class StaticWeighting(WeightingStrategy):

@@ -16,12 +16,12 @@ import sys
 
 import torch
 
-from mtrec_utils.config import resolve_profile, set_seed
-from mtrec_utils.encoders import load_encoder
-from mtrec_utils.experiments import run_experiment
-from mtrec_utils.joint_data import movielens_bundle
+from mtrec_utils.core.config import resolve_profile, set_seed
+from mtrec_utils.models.encoders import load_encoder
 from mtrec_utils.models.multitask import MultiTaskModel
-from mtrec_utils.resume import load_training_state
+from mtrec_utils.training.bundles import movielens_bundle
+from mtrec_utils.training.experiments import run_experiment
+from mtrec_utils.training.resume import load_training_state
 
 
 def main() -> None:

@@ -9,15 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mtrec_utils.config import get_device, resolve_profile, set_seed
+from mtrec_utils.core.config import get_device, resolve_profile, set_seed
+from mtrec_utils.core.metrics import ndcg_at_k, recall_at_k
 from mtrec_utils.data import clothing_split, movielens_split
-from mtrec_utils.encoders import load_encoder
-from mtrec_utils.joint import alternating_order
-from mtrec_utils.metrics import ndcg_at_k, recall_at_k
+from mtrec_utils.models.encoders import load_encoder
 from mtrec_utils.models.sharing import build_model
-from mtrec_utils.run import NOTEBOOKS_DIR, main
-from mtrec_utils.training import check_fit_arguments, fit, make_accelerator
+from mtrec_utils.training.loop import check_fit_arguments, fit, make_accelerator
+from mtrec_utils.training.schedules import alternating_order
 from mtrec_utils.weighting import get_strategy
+from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR
+from mtrec_utils.workbook.run import main
 
 SCORES, POSITIVES = [[0.3, 0.1, 0.2]], [[0]]
 CLOTHING = pd.DataFrame({"recommended": [0, 1] * 10, "rating": [3, 5] * 10})

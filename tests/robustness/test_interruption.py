@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtrec_utils.resume import load_training_state, save_training_state
+from mtrec_utils.training.resume import load_training_state, save_training_state
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
 # The script's model makes about 62 forward passes per epoch (30 steps x 2 data sources + validation).

@@ -60,11 +60,11 @@ def test_the_smoke_path_runs_with_sockets_blocked():
         """
         import torch
         torch.set_num_threads(1)
-        from mtrec_utils.config import resolve_profile, set_seed
+        from mtrec_utils.core.config import resolve_profile, set_seed
         from mtrec_utils.data import load_clothing, load_movielens
-        from mtrec_utils.encoders import load_encoder
-        from mtrec_utils.experiments import run_experiment
-        from mtrec_utils.joint_data import movielens_bundle
+        from mtrec_utils.models.encoders import load_encoder
+        from mtrec_utils.training.experiments import run_experiment
+        from mtrec_utils.training.bundles import movielens_bundle
 
         ml = load_movielens()
         clothing = load_clothing()

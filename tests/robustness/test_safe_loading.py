@@ -9,8 +9,8 @@ import pytest
 import safetensors
 import torch
 
-from mtrec_utils import io as mtrec_io
-from mtrec_utils.training import load_checkpoint, save_checkpoint
+from mtrec_utils.core import io as mtrec_io
+from mtrec_utils.training.loop import load_checkpoint, save_checkpoint
 
 
 class Payload:

@@ -13,8 +13,8 @@ from mtrec_utils.data import GENRES
 from mtrec_utils.data.datasets import TensorDictDataset, make_loader
 from mtrec_utils.data.tasks import movielens_tasks
 from mtrec_utils.models import EntityTower, MultiTaskModel
-from mtrec_utils.resume import NonFiniteLossError, check_finite_losses
-from mtrec_utils.training import fit
+from mtrec_utils.training.loop import fit
+from mtrec_utils.training.resume import NonFiniteLossError, check_finite_losses
 
 TASKS = movielens_tasks(GENRES)
 NU, NI = 10, 12
@@ -95,7 +95,7 @@ def test_a_state_file_of_a_different_run_is_refused(tmp_path):
 
 def test_an_interrupted_fit_called_again_matches_an_uninterrupted_run(tmp_path):
     """Interrupt (Ctrl-C) in epoch 3 of 4, call fit again: the same as one run (DWA's state included)."""
-    from mtrec_utils.training import train_one_epoch
+    from mtrec_utils.training.loop import train_one_epoch
     from mtrec_utils.weighting import get_strategy
 
     def interrupted_in_epoch_3(*args):

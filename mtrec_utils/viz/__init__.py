@@ -1,0 +1,1 @@
+"""Presentation: plots, interactive widgets and the live training view (nothing below imports it)."""

@@ -1,0 +1,145 @@
+"""The workbook's notebooks: find them, check shared parameters, execute one with papermill.
+
+The runner (:mod:`mtrec_utils.workbook.run`) and the band derivation
+(:mod:`mtrec_utils.workbook.expected`) both build on this module; neither imports the other's
+command line.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtrec_utils.core.config import DEVICE_NAMES, PROFILE_NAMES, check_choice
+from mtrec_utils.core.io import REPO_ROOT
+from mtrec_utils.core.record import load_metrics
+
+REPO = REPO_ROOT
+NOTEBOOKS_DIR = REPO / "notebooks"
+CELL_TIMEOUT_S = 3600  # a single cell running longer than this is taken as hung
+
+
+@dataclass
+class Result:
+    """Outcome of one notebook execution."""
+
+    notebook: str
+    status: str  # "ok" | "failed"
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def list_notebooks(folder: Path = NOTEBOOKS_DIR, only: str | None = None) -> list[Path]:
+    """The notebooks ``NN_*.ipynb`` in ``folder``, in order; ``only="00,04"`` keeps those prefixes.
+
+    Raises:
+        ValueError: if ``only`` names a prefix with no notebook.
+    """
+    notebooks = sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
+    if not only:
+        return notebooks
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    found = {p.name[:2]: p for p in notebooks}
+    unknown = [w for w in wanted if w not in found]
+    if unknown:
+        raise ValueError(f"--only {only!r}: no notebook numbered {unknown}; choose from {sorted(found)}")
+    return [found[w] for w in wanted]
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``-p NAME VALUE`` value as a Python literal (int, float, bool, None), else keep the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def check_parameters(params: dict[str, Any]) -> None:
+    """Validate the parameters every notebook shares before anything runs (ValueError on a bad one)."""
+    if "PROFILE" in params:
+        check_choice("PROFILE", params["PROFILE"], PROFILE_NAMES)
+    if "DEVICE" in params:
+        check_choice("DEVICE", params["DEVICE"], DEVICE_NAMES)
+    if "SEED" in params:
+        seed = params["SEED"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"SEED={seed!r} is not valid; it must be a non-negative integer (for example 0)")
+
+
+def describe_failure(exc: Exception, executed: Path) -> str:
+    """A readable account of a papermill failure: the failing cell's number, source and error.
+
+    The failing cell is the code cell of the executed copy whose outputs hold an error; cells are
+    numbered as in the source notebook (papermill's own banner and parameter cells are not counted).
+    """
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    lines = [f"{ename}: {evalue}"]
+    if executed.exists():
+        cells = json.loads(executed.read_text())["cells"]
+        tags = [set(c.get("metadata", {}).get("tags", [])) for c in cells]
+        source_cells = [
+            c for c, t in zip(cells, tags) if not t & {"injected-parameters", "papermill-error-cell-tag"}
+        ]
+        for number, cell in enumerate(source_cells):
+            if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+                source = "".join(cell.get("source", "")).splitlines()[:15]
+                lines.insert(0, f"failing cell #{number}:\n    " + "\n    ".join(source))
+                break
+    return "\n".join(lines)
+
+
+def execute(
+    notebook: Path,
+    output_dir: Path,
+    params: dict[str, Any],
+    *,
+    kernel: str = "python3",
+    progress: bool = True,
+    cell_timeout: int | None = CELL_TIMEOUT_S,
+) -> Result:
+    """Execute one notebook with papermill; never raises for a failing notebook, returns a Result.
+
+    ``cell_timeout`` (seconds) ends a cell that hangs, so a stuck kernel fails the run instead of
+    blocking it forever; ``None`` waits without limit.
+    """
+    import papermill as pm
+
+    executed = output_dir / "notebooks" / notebook.name
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    params = {"OUTPUT_DIR": str(output_dir.resolve()), **params}
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(executed),
+            parameters=params,
+            kernel_name=kernel,
+            cwd=str(notebook.parent),
+            progress_bar=progress,
+            execution_timeout=cell_timeout,
+        )
+        status, error = "ok", ""
+    except Exception as exc:  # papermill raises PapermillExecutionError, kernels may die otherwise
+        status, error = "failed", describe_failure(exc, executed)
+    seconds = time.perf_counter() - start
+    metrics_file = output_dir / "metrics" / f"{notebook.stem}.json"
+    metrics = load_metrics(metrics_file)["metrics"] if metrics_file.exists() else {}
+    return Result(notebook.stem, status, seconds, metrics, error)
+
+
+def finished(output_dir: str | Path, notebook: str) -> bool:
+    """Whether ``output_dir`` holds a run of ``notebook`` (its stem) that ran to the end without an error.
+
+    A metrics file alone does not say so: ``record`` writes it cell by cell, so a failed or killed run
+    leaves one behind. papermill's own record in the executed notebook does.
+    """
+    executed = Path(output_dir) / "notebooks" / f"{notebook}.ipynb"
+    if not executed.exists() or not (Path(output_dir) / "metrics" / f"{notebook}.json").exists():
+        return False
+    meta = json.loads(executed.read_text()).get("metadata", {}).get("papermill", {})
+    return bool(meta.get("end_time")) and not meta.get("exception")
