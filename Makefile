@@ -3,6 +3,7 @@
 #   make workbook            set up, fetch data, execute every notebook (PROFILE=auto)
 #   make workbook PROFILE=smoke|cpu|gpu
 #   make test                set up, fetch data, lint, then unit + notebook tests (smoke)
+#   make lint                ruff, notebook checks, import layers (lint-imports), mypy: via pre-commit
 #   make lab                 JupyterLab on the notebooks with the workbook's kernel
 #   make browser-deps        Debian's Chromium for the browser test (run by make test)
 #
@@ -26,7 +27,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: setup data workbook test lint lab clean help browser-deps
 
 help:
-	@sed -n '2,13p' Makefile
+	@sed -n '2,14p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,9 +64,9 @@ browser-deps:
 		echo "note: the browser test needs Chromium: sudo apt-get install -y chromium"; \
 	fi
 
+# ruff, ruff format, the notebooks' storage check, the import layers and mypy: .pre-commit-config.yaml
 lint: setup
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 test: data lint browser-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

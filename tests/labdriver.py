@@ -56,12 +56,10 @@ def free_port() -> int:
 def lab_server(folder: Path, log_path: Path) -> Iterator[tuple[str, str]]:
     """Run JupyterLab on ``folder``; yields ``(base_url, token)``; always stops the server."""
     port, token = free_port(), secrets.token_hex(16)
-    cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--ServerApp.token={token}",
-        f"--ServerApp.root_dir={folder}", "--ServerApp.open_browser=False",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
+    server = {"ip": "127.0.0.1", "port": port, "token": token, "root_dir": folder, "open_browser": False}
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root"]
+    cmd += [f"--ServerApp.{name}={value}" for name, value in server.items()]
+    cmd.append("--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     base = f"http://127.0.0.1:{port}"

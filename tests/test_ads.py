@@ -21,8 +21,15 @@ def world():
     user_ids = np.arange(1, 41)
     item_ids = items["item_id"].to_numpy()
     g = torch.Generator().manual_seed(0)
-    return dict(items=items, train=train, log=log, user_ids=user_ids, item_ids=item_ids,
-                user_text=torch.randn(40, 16, generator=g), item_text=torch.randn(80, 16, generator=g))  # fmt: skip
+    return dict(
+        items=items,
+        train=train,
+        log=log,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_text=torch.randn(40, 16, generator=g),
+        item_text=torch.randn(80, 16, generator=g),
+    )
 
 
 def make_model(world, mode, **kw):
@@ -86,10 +93,14 @@ def test_pal_learns_a_falling_position_curve_and_helpers_agree(world):
     u, i = world["user_ids"], world["item_ids"]
     model = make_model(world, "pal")
     tasks = list(ads.ads_tasks().values())
-    loaders = {"impressions": make_loader(ads.impression_dataset(train_log, u, i), 512, True),
-               "history": make_loader(ads.interest_dataset(ratings, u, i), 512, True)}  # fmt: skip
-    val = {"impressions": make_loader(ads.impression_dataset(test_log, u, i), 4096),
-           "history": make_loader(ads.interest_dataset(ratings, u, i), 4096)}  # fmt: skip
+    loaders = {
+        "impressions": make_loader(ads.impression_dataset(train_log, u, i), 512, True),
+        "history": make_loader(ads.interest_dataset(ratings, u, i), 512, True),
+    }
+    val = {
+        "impressions": make_loader(ads.impression_dataset(test_log, u, i), 4096),
+        "history": make_loader(ads.interest_dataset(ratings, u, i), 4096),
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: one thread is fastest on a shared machine
     try:
@@ -116,5 +127,6 @@ def test_reference_rankings(world):
     assert all(len(v) == len(test_log) for v in refs.values())
     assert true_ndcg_at_k(refs["oracle"], test_log) == pytest.approx(1.0)
     assert true_ndcg_at_k(refs["random"], test_log) < true_ndcg_at_k(refs["oracle"], test_log)
-    assert isinstance(ads.impression_dataset(test_log, world["user_ids"], world["item_ids"]).tensors["click"],
-                      torch.Tensor) and pd.api.types.is_integer_dtype(test_log["position"])  # fmt: skip
+    assert isinstance(
+        ads.impression_dataset(test_log, world["user_ids"], world["item_ids"]).tensors["click"], torch.Tensor
+    ) and pd.api.types.is_integer_dtype(test_log["position"])

@@ -35,8 +35,16 @@ def make_movielens(num_users: int = 40, num_items: int = 80, seed: int = 0):
         n = 8 if u == num_users else int(rng.integers(30, 60))  # the last user has too few ratings
         rated = rng.choice(num_items, size=n, replace=False, p=p)
         ratings = np.clip(np.round(3 + quality[rated] + rng.normal(0, 0.7, n)), 1, 5).astype(int)
-        rows.append(pd.DataFrame({"user_id": u, "item_id": ids[rated], "rating": ratings,
-                                  "timestamp": 880_000_000 + rng.permutation(n)}))  # fmt: skip
+        rows.append(
+            pd.DataFrame(
+                {
+                    "user_id": u,
+                    "item_id": ids[rated],
+                    "rating": ratings,
+                    "timestamp": 880_000_000 + rng.permutation(n),
+                }
+            )
+        )
     ratings = pd.concat(rows, ignore_index=True)
     held_out = rng.random(len(ratings)) < 0.5
     return items, ratings[~held_out].reset_index(drop=True), ratings[held_out].reset_index(drop=True)

@@ -76,8 +76,14 @@ def test_article_evaluate_takes_argmax_of_a_single_logit():
         def forward(self, input_ids, attention_mask=None):
             return type("Out", (), {"logits": torch.randn(len(input_ids), 1) * 10})()
 
-    data = [{"input_ids": torch.zeros(4, dtype=torch.long), "attention_mask": torch.ones(4, dtype=torch.long),
-             "labels": torch.tensor(float(i % 2))} for i in range(6)]  # fmt: skip
+    data = [
+        {
+            "input_ids": torch.zeros(4, dtype=torch.long),
+            "attention_mask": torch.ones(4, dtype=torch.long),
+            "labels": torch.tensor(float(i % 2)),
+        }
+        for i in range(6)
+    ]
     preds, labels = ns["evaluate"](OneLogit(), data, batch_size=3)
     assert preds == [0] * 6 and sum(labels) == 3  # arg-max over one column is always 0
 
@@ -91,8 +97,13 @@ def test_article_joint_train_never_reads_the_second_dataset():
             raise AssertionError("dataset2 was read")
 
     calls = []
-    ns = load_article("joint", tqdm=lambda x, **kw: x, device="cpu", torch=torch,
-                      dataloader=lambda ds, bs: DataLoader(ds, batch_size=bs))  # fmt: skip
+    ns = load_article(
+        "joint",
+        tqdm=lambda x, **kw: x,
+        device="cpu",
+        torch=torch,
+        dataloader=lambda ds, bs: DataLoader(ds, batch_size=bs),
+    )
     model = torch.nn.Linear(3, 1)
     model.forward = lambda input_ids, attention_mask=None: type(
         "O", (), {"logits": input_ids.float() @ torch.ones(3, 1)}

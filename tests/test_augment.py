@@ -35,8 +35,11 @@ def synonyms() -> NeighbourSynonyms:
 
 
 def test_text_ops_are_deterministic_given_the_generator():
-    for op in (lambda g: mask_words(WORDS, 0.5, g), lambda g: delete_words(WORDS, 0.5, g),
-               lambda g: swap_words(WORDS, 2, g)):  # fmt: skip
+    for op in (
+        lambda g: mask_words(WORDS, 0.5, g),
+        lambda g: delete_words(WORDS, 0.5, g),
+        lambda g: swap_words(WORDS, 2, g),
+    ):
         assert op(gen(3)) == op(gen(3))
         assert any(op(gen(3)) != op(gen(s)) for s in range(4, 10))
 

@@ -10,8 +10,8 @@ from mtrec_utils.workbook.bench import encoder_step_flops, main, matmul_flops
 
 def test_throughput_reports_both_pipelines(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["throughput", "--encoder", "tiny-random", "--rows", "48", "--batch-size", "16", "--no-memory",
-               "--json", str(out)])  # fmt: skip
+    args = "throughput --encoder tiny-random --rows 48 --batch-size 16 --no-memory --json".split()
+    rc = main([*args, str(out)])
     assert rc == 0
     result = json.loads(out.read_text())
     pipelines = {p["pipeline"]: p for p in result["pipelines"]}

@@ -75,11 +75,12 @@ def test_recommend_shows_unseen_items_with_scores_and_explanations(recommender):
     assert table["because you liked"].str.contains("movie 3|movie 4").all()
     assert {"user:id", "item:id"} <= set(table.columns)
     assert recommender.history(1) == ["movie 3", "movie 4"] and recommender.history(3) == []
-    wider = UserRecommender.build(recommender.model, np.arange(1, 6), recommender.titles, [0], [3], [1],
-                                  rated_user=[0, 0], rated_item=[3, 11])  # fmt: skip
-    assert "movie 11" not in set(wider.recommend(1, k=28)["title"]) and "movie 4" in set(
-        wider.recommend(1, k=28)["title"]
+    model, titles = recommender.model, recommender.titles
+    wider = UserRecommender.build(
+        model, np.arange(1, 6), titles, [0], [3], [1], rated_user=[0, 0], rated_item=[3, 11]
     )
+    shown = set(wider.recommend(1, k=28)["title"])
+    assert "movie 11" not in shown and "movie 4" in shown
     with pytest.raises(ValueError, match="user_id=99 is not a MovieLens user; choose one of 1..5"):
         recommender.recommend(99)
 

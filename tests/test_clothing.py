@@ -8,8 +8,9 @@ import pytest
 
 from mtrec_utils.data import check_clothing, clothing, clothing_split, fetch, load_clothing
 
-COLUMNS = ["clothing_id", "age", "title", "review_text", "rating", "recommended",
-           "positive_feedback_count", "division", "department", "class_name"]  # fmt: skip
+COLUMNS = (
+    "clothing_id age title review_text rating recommended positive_feedback_count division department class_name"
+).split()
 
 
 @pytest.fixture(scope="module")

@@ -74,17 +74,21 @@ def test_training_two_domains_updates_the_shared_adapter_from_both():
     torch.manual_seed(0)
     adapter = SharedAdapter(6)
     b = toy_bundle()
-    towers = {k: type(t)(t.num_entities, 8, text=AdaptedText(b.texts[k], adapter))
-              for k, t in b.make_towers().items()}  # fmt: skip
+    towers = {
+        k: type(t)(t.num_entities, 8, text=AdaptedText(b.texts[k], adapter))
+        for k, t in b.make_towers().items()
+    }
     tasks_a = b.select(["rating", "like"])
     model_a = build_model("hard", towers, tasks_a)
     model_b, tasks_b, train_b, data_b = clothing_like_domain(adapter)
     before = adapter.net[-1].weight.detach().clone()
+    models, tasks = {"ml": model_a, "cl": model_b}, {"ml": tasks_a, "cl": tasks_b}
+    train = {"ml": b.train["ratings"], "cl": train_b}
+    val, test = {"ml": b.val, "cl": data_b}, {"ml": b.test, "cl": data_b}
+    g = torch.Generator().manual_seed(0)
     results = train_cross_domain(
-        {"ml": model_a, "cl": model_b}, {"ml": tasks_a, "cl": tasks_b},
-        {"ml": b.train["ratings"], "cl": train_b}, {"ml": b.val, "cl": data_b}, {"ml": b.test, "cl": data_b},
-        epochs=2, lr=1e-2, mode="proportional", generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+        models, tasks, train, val, test, epochs=2, lr=1e-2, mode="proportional", generator=g
+    )
     assert not torch.equal(before, adapter.net[-1].weight)
     assert set(results) == {"ml", "cl"}
     assert all(math.isfinite(v) for r in results.values() for v in r.values())

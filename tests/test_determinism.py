@@ -18,8 +18,9 @@ REPEATED = [p.name[:2] for p in list_notebooks(NOTEBOOKS_DIR) if not p.name.star
 @pytest.mark.parametrize("prefix", REPEATED)
 def test_a_second_run_with_the_same_seed_records_identical_metrics(prefix):
     first = metrics_of(prefix)
-    again = execute(notebook_path(prefix), OUTPUT_DIR.parent / "test-smoke-repeat", {"PROFILE": "smoke"},
-                    progress=False)  # fmt: skip
+    again = execute(
+        notebook_path(prefix), OUTPUT_DIR.parent / "test-smoke-repeat", {"PROFILE": "smoke"}, progress=False
+    )
     assert again.status == "ok", again.error
     assert set(again.metrics) == set(first)
     differ = {

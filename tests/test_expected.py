@@ -68,13 +68,22 @@ def test_compare_reports_fail_missing_and_new_with_what_to_do():
     msgs = problems(compare({"04_x": {"b": 2.5, "c": 3.0}}, expected), "smoke")
     assert any("b = 2.5 is outside its band" in m for m in msgs)
     assert any("a is expected but the notebook no longer records it" in m for m in msgs)
-    assert any("c = 3.0 has no expected value" in m and "mtrec_utils.workbook.expected derive --profile smoke" in m
-               for m in msgs)  # fmt: skip
+    assert any(
+        "c = 3.0 has no expected value" in m and "mtrec_utils.workbook.expected derive --profile smoke" in m
+        for m in msgs
+    )
 
 
 def test_cpu_bands_use_the_recorded_std_of_the_longest_matching_stem():
-    run = {"04_x": {"ml_rmse_joint": 0.95, "ml_rmse_joint_std": 0.004, "ml_rmse_joint_dwa": 0.96,
-                    "ml_rmse_joint_dwa_extra_std": 0.1, "ads_auc": 0.8}}  # fmt: skip
+    run = {
+        "04_x": {
+            "ml_rmse_joint": 0.95,
+            "ml_rmse_joint_std": 0.004,
+            "ml_rmse_joint_dwa": 0.96,
+            "ml_rmse_joint_dwa_extra_std": 0.1,
+            "ads_auc": 0.8,
+        }
+    }
     bands = derive_from_recorded_std(run)["04_x"]
     assert bands["ml_rmse_joint"]["tol"] == pytest.approx(4 * 0.004)
     assert bands["ml_rmse_joint_dwa"]["tol"] == pytest.approx(4 * 0.004)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from mtrec_utils.analyses.finetuning.finetune import (
     FinetuneConfig,
@@ -30,8 +31,8 @@ def splits(tiny):
 
 def _run(tiny, splits, **kw):
     config = FinetuneConfig(**{"steps": 3, "batch_size": 8, **kw})
-    return finetune(tiny.model, splits, config, tiny.tokenizer.pad_token_id, torch.Generator().manual_seed(0),
-                    progress=False)  # fmt: skip
+    pad_id, generator = tiny.tokenizer.pad_token_id, torch.Generator().manual_seed(0)
+    return finetune(tiny.model, splits, config, pad_id, generator, progress=False)
 
 
 def test_clothing_splits_sizes_and_labels(splits):
@@ -52,14 +53,22 @@ def test_budget_is_shared_and_checked():
 
 def test_joint_loss_is_the_weighted_sum():
     g = torch.Generator().manual_seed(0)
-    out = {"recommended": torch.randn(5, generator=g), "rating": torch.randn(5, generator=g),
-           "department": torch.randn(5, 3, generator=g)}  # fmt: skip
-    y = {"recommended": torch.tensor([0.0, 1, 1, 0, 1]), "rating": torch.arange(5.0),
-         "department": torch.tensor([0, 1, 2, 0, 1])}  # fmt: skip
+    out = {
+        "recommended": torch.randn(5, generator=g),
+        "rating": torch.randn(5, generator=g),
+        "department": torch.randn(5, 3, generator=g),
+    }
+    y = {
+        "recommended": torch.tensor([0.0, 1, 1, 0, 1]),
+        "rating": torch.arange(5.0),
+        "department": torch.tensor([0, 1, 2, 0, 1]),
+    }
     total, parts = joint_loss(out, y, {"recommended": 2.0, "rating": 0.5, "department": 1.0})
-    expected = (2 * torch.nn.functional.binary_cross_entropy_with_logits(out["recommended"], y["recommended"])
-                + 0.5 * torch.nn.functional.mse_loss(out["rating"], y["rating"])
-                + torch.nn.functional.cross_entropy(out["department"], y["department"]))  # fmt: skip
+    expected = (
+        2 * F.binary_cross_entropy_with_logits(out["recommended"], y["recommended"])
+        + 0.5 * F.mse_loss(out["rating"], y["rating"])
+        + F.cross_entropy(out["department"], y["department"])
+    )
     assert total.item() == pytest.approx(expected.item(), rel=1e-6) and set(parts) == set(TASKS)
 
 
@@ -97,9 +106,14 @@ def test_heads_start_at_the_label_means(tiny, splits):
 
 @pytest.mark.parametrize(
     "kwargs, needle",
-    [({"mode": "qlora"}, "mode="), ({"steps": 0}, "steps=0"), ({"lr": -1.0}, "lr=-1.0"),
-     ({"weights": {"recommended": 1.0}}, "weights="), ({"mode": "ia3", "task_specific": True}, "task_specific")],
-)  # fmt: skip
+    [
+        ({"mode": "qlora"}, "mode="),
+        ({"steps": 0}, "steps=0"),
+        ({"lr": -1.0}, "lr=-1.0"),
+        ({"weights": {"recommended": 1.0}}, "weights="),
+        ({"mode": "ia3", "task_specific": True}, "task_specific"),
+    ],
+)
 def test_bad_config_raises(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         FinetuneConfig(**kwargs).check()

@@ -96,6 +96,8 @@ def test_fusion_bundle_trains_with_run_experiment_and_id_only_has_no_text():
 
 
 def test_fusion_runs_are_reproducible_for_a_seed():
-    runs = [run_experiment(fusion_bundle(toy_bundle(), "attention"), ["rating"], seed=3, epochs=1, device="cpu")
-            for _ in range(2)]  # fmt: skip
+    runs = [
+        run_experiment(fusion_bundle(toy_bundle(), "attention"), ["rating"], seed=3, epochs=1, device="cpu")
+        for _ in range(2)
+    ]
     assert np.isclose(runs[0].test["rating/rmse"], runs[1].test["rating/rmse"], rtol=1e-9)

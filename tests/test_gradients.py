@@ -131,8 +131,8 @@ def test_effective_task_weights_errors():
 
 def test_task_gradient_cosine_by_hand():
     theta = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-    losses = torch.stack([theta @ torch.tensor([1.0, 0.0], dtype=torch.float64),
-                          theta @ torch.tensor([-1.0, 1.0], dtype=torch.float64)])  # fmt: skip
+    directions = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    losses = torch.stack([theta @ d for d in directions])
     cos = task_gradient_cosine(losses, [theta])
     assert cos.flatten().tolist() == pytest.approx([1.0, -(2**-0.5), -(2**-0.5), 1.0])
 

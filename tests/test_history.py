@@ -25,8 +25,9 @@ def test_histories_samples_and_padding():
 
 def test_augment_histories_keeps_targets_and_is_seeded():
     samples = [(list(range(10)), 11), ([1, 2], 3)]
-    aug = augment_histories(samples, ("crop", "mask", "reorder"), 3, mask_id=99,
-                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+    aug = augment_histories(
+        samples, ("crop", "mask", "reorder"), 3, mask_id=99, generator=torch.Generator().manual_seed(0)
+    )
     assert [t for _, t in aug] == [11] * 3 + [3] * 3
     again = augment_histories(samples, ("crop", "mask", "reorder"), 3, 99, torch.Generator().manual_seed(0))
     assert aug == again
@@ -40,8 +41,9 @@ def test_history_model_learns_a_deterministic_next_item_rule():
     targets = torch.tensor([t for _, t in samples])
     model = HistoryModel(6, dim=16, item_text=torch.randn(6, 5))
     assert model(hist[:2]).shape == (2, 6)
-    losses = train_history_model(model, hist, targets, epochs=30, lr=2e-2, batch_size=32,
-                                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+    losses = train_history_model(
+        model, hist, targets, epochs=30, lr=2e-2, batch_size=32, generator=torch.Generator().manual_seed(0)
+    )
     assert losses[-1] < 0.2 * losses[0]
     model.eval()
     assert (model(hist).argmax(dim=1) == targets).float().mean() > 0.95

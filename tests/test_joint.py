@@ -109,8 +109,8 @@ def test_joint_epoch_logs_losses_weights_and_cosines():
     tasks = list(bundle.tasks.values())
     model = MultiTaskModel(bundle.make_towers(), tasks, hidden=8)
     log = TrainingLog()
-    history = fit(model, tasks, bundle.train, bundle.val, epochs=2, progress=False,
-                  epoch_fn=make_epoch_fn("joint", log, cosine_every=2))  # fmt: skip
+    epoch_fn = make_epoch_fn("joint", log, cosine_every=2)
+    history = fit(model, tasks, bundle.train, bundle.val, epochs=2, progress=False, epoch_fn=epoch_fn)
     frame = log.frame()
     steps = max(len(loader) for loader in bundle.train.values())
     assert history["step"].tolist() == [steps, 2 * steps]
@@ -127,8 +127,8 @@ def test_alternating_epoch_trains_one_task_per_step_on_the_same_budget(schedule)
     tasks = list(bundle.tasks.values())
     model = MultiTaskModel(bundle.make_towers(), tasks, hidden=8)
     log = TrainingLog()
-    history = fit(model, tasks, bundle.train, bundle.val, epochs=1, progress=False,
-                  epoch_fn=make_epoch_fn(schedule, log, generator=torch.Generator().manual_seed(1)))  # fmt: skip
+    epoch_fn = make_epoch_fn(schedule, log, generator=torch.Generator().manual_seed(1))
+    history = fit(model, tasks, bundle.train, bundle.val, epochs=1, progress=False, epoch_fn=epoch_fn)
     frame = log.frame()
     sizes = {t.name: len(bundle.train[t.data]) for t in tasks}
     assert history["step"].iloc[0] == sum(sizes.values())
@@ -140,8 +140,8 @@ def test_alternating_epoch_trains_one_task_per_step_on_the_same_budget(schedule)
 
 def test_run_experiment_restores_the_best_epoch_and_checkpoint(tmp_path):
     bundle = toy_bundle()
-    res = run_experiment(bundle, ["rating", "like"], epochs=3, lr=1e-2, patience=1, strategy="uw",
-                         checkpoint_path=tmp_path / "best.safetensors", tb_dir=tmp_path / "tb")  # fmt: skip
+    outputs = {"checkpoint_path": tmp_path / "best.safetensors", "tb_dir": tmp_path / "tb"}
+    res = run_experiment(bundle, ["rating", "like"], epochs=3, lr=1e-2, patience=1, strategy="uw", **outputs)
     best = res.history.attrs["best_epoch"]
     assert (
         res.history.loc[res.history.epoch == best, "val/rating/rmse"].item()
@@ -157,9 +157,11 @@ def test_run_experiment_restores_the_best_epoch_and_checkpoint(tmp_path):
 def test_every_strategy_trains_the_hard_and_mmoe_models(strategy):
     bundle = toy_bundle()
     kwargs = {"weights": [0.7, 0.3]} if strategy == "static" else {}
+    task_names = ["rating", "like"]
     for arch in ("hard", "mmoe"):
-        res = run_experiment(bundle, ["rating", "like"], epochs=1, strategy=strategy, arch=arch,
-                             strategy_kwargs=kwargs, cosine_every=3)  # fmt: skip
+        res = run_experiment(
+            bundle, task_names, epochs=1, strategy=strategy, arch=arch, strategy_kwargs=kwargs, cosine_every=3
+        )
         assert np.isfinite(list(res.test.values())).all()
         frame = res.log.frame()
         if strategy == "static":
@@ -168,8 +170,11 @@ def test_every_strategy_trains_the_hard_and_mmoe_models(strategy):
 
 def test_run_seeds_summarize_and_gain_table():
     bundle = toy_bundle()
-    settings = {"single rating": {"task_names": ["rating"]}, "single like": {"task_names": ["like"]},
-                "joint": {"task_names": ["rating", "like"]}}  # fmt: skip
+    settings = {
+        "single rating": {"task_names": ["rating"]},
+        "single like": {"task_names": ["like"]},
+        "joint": {"task_names": ["rating", "like"]},
+    }
     rows = run_seeds(bundle, settings, seeds=[0, 1], epochs=1, progress=False)
     assert set(rows.columns) >= {"setting", "seed", "metric", "value", "seconds"}
     stats = summarize(rows)
@@ -185,8 +190,14 @@ def test_run_seeds_summarize_and_gain_table():
 
 
 def test_gain_table_verdicts_follow_the_metric_direction():
-    rows = pd.DataFrame({"setting": ["s", "s", "j", "j"], "seed": [0] * 4,
-                         "metric": ["t/rmse", "t/auc"] * 2, "value": [1.0, 0.8, 0.9, 0.7]})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "setting": ["s", "s", "j", "j"],
+            "seed": [0] * 4,
+            "metric": ["t/rmse", "t/auc"] * 2,
+            "value": [1.0, 0.8, 0.9, 0.7],
+        }
+    )
     table = gain_table(rows, {"t": "s"}, "j")
     assert table.loc["t/rmse", "j verdict"] == "helps" and table.loc["t/auc", "j verdict"] == "hurts"
 
@@ -208,8 +219,8 @@ def test_full_encoder_bf16_autocast_path_on_cpu():
         lambda m, i, o: dtypes.append(o.dtype) if isinstance(m, torch.nn.Linear) else None
     )
     try:
-        res = run_experiment(bundle, ["rating", "like"], epochs=1, lr=1e-3, encoder_lr=1e-3,
-                             device="cpu", mixed_precision="bf16")  # fmt: skip
+        bf16_on_cpu = {"device": "cpu", "mixed_precision": "bf16"}
+        res = run_experiment(bundle, ["rating", "like"], epochs=1, lr=1e-3, encoder_lr=1e-3, **bf16_on_cpu)
     finally:
         handle.remove()
     assert torch.bfloat16 in dtypes  # the forward pass ran under bf16 autocast
@@ -232,8 +243,14 @@ def test_measuring_cosines_does_not_change_the_run():
 def test_metrics_to_record_and_best_setting():
     from mtrec_utils.training.experiments import best_setting, metrics_to_record
 
-    rows = pd.DataFrame({"setting": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1], "metric": ["rating/rmse"] * 4,
-                         "value": [0.9, 1.0, 0.8, 0.8]})  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "setting": ["a", "a", "b", "b"],
+            "seed": [0, 1, 0, 1],
+            "metric": ["rating/rmse"] * 4,
+            "value": [0.9, 1.0, 0.8, 0.8],
+        }
+    )
     out = metrics_to_record("movielens", rows, "a", "joint")
     assert out == {
         "ml_u1_rmse_joint": pytest.approx(0.95),

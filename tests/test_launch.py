@@ -13,8 +13,9 @@ import pytest
 
 from mtrec_utils.analyses.finetuning.launch import build_parser, launch_command
 
-ARGS = ["-m", "mtrec_utils.analyses.finetuning.launch", "--encoder", "tiny-random", "--steps", "3", "--batch-size", "8",
-        "--max-train", "40", "--max-eval", "30", "--max-length", "16"]  # fmt: skip
+MODULE = "mtrec_utils.analyses.finetuning.launch"
+SMALL_RUN = "--encoder tiny-random --steps 3 --batch-size 8 --max-train 40 --max-eval 30 --max-length 16"
+ARGS = ["-m", MODULE, *SMALL_RUN.split()]
 BIN = Path(sys.executable).parent
 
 
@@ -59,6 +60,6 @@ def test_two_processes_train_data_parallel(tmp_path):
 
 def test_launch_command_is_exact():
     cmd = launch_command(2, mode="lora", batch_size=32)
-    assert cmd == "accelerate launch --num_processes 2 -m mtrec_utils.analyses.finetuning.launch --mode lora --batch-size 32"
-    args = build_parser().parse_args(cmd.split("-m mtrec_utils.analyses.finetuning.launch ")[1].split())
+    assert cmd == f"accelerate launch --num_processes 2 -m {MODULE} --mode lora --batch-size 32"
+    args = build_parser().parse_args(cmd.split(f"-m {MODULE} ")[1].split())
     assert args.mode == "lora" and args.batch_size == 32

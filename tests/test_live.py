@@ -31,16 +31,23 @@ def toy_run(*, log, callbacks, epochs=3, checkpoint_path=None):
     ds = TensorDictDataset(user=u, item=i, rating=r, like=(r >= 4).astype("float32"))
     train = {"ratings": make_loader(ds, 64, True, torch.Generator().manual_seed(0))}
     torch.manual_seed(0)
-    model = MultiTaskModel({"user": EntityTower(8, 8), "item": EntityTower(9, 8)}, [TASKS[n] for n in NAMES])
-    history = fit(model, [TASKS[n] for n in NAMES], train, {"ratings": make_loader(ds, 256)}, epochs=epochs,
-                  lr=0.01, progress=False, callbacks=callbacks, epoch_fn=make_epoch_fn("joint", log),
-                  checkpoint_path=checkpoint_path)  # fmt: skip
-    return history
+    tasks = [TASKS[n] for n in NAMES]
+    model = MultiTaskModel({"user": EntityTower(8, 8), "item": EntityTower(9, 8)}, tasks)
+    val, epoch_fn = {"ratings": make_loader(ds, 256)}, make_epoch_fn("joint", log)
+    hooks = {"callbacks": callbacks, "epoch_fn": epoch_fn, "checkpoint_path": checkpoint_path}
+    return fit(model, tasks, train, val, epochs=epochs, lr=0.01, progress=False, **hooks)
 
 
 def test_draw_training_plots_each_task_loss_and_weight():
-    steps = pd.DataFrame({"step": range(20), "loss/rating": np.linspace(2, 1, 20), "loss/like": 0.7,
-                          "weight/rating": 1.0, "weight/like": 1.0})  # fmt: skip
+    steps = pd.DataFrame(
+        {
+            "step": range(20),
+            "loss/rating": np.linspace(2, 1, 20),
+            "loss/like": 0.7,
+            "weight/rating": 1.0,
+            "weight/like": 1.0,
+        }
+    )
     fig = draw_training(Figure(), steps, NAMES)
     loss_ax, weight_ax = fig.axes
     assert len(loss_ax.lines) == 2 and len(weight_ax.lines) == 2

@@ -23,16 +23,32 @@ def review_bundle(n: int = 40) -> tuple[TaskBundle, list[str]]:
     emb = torch.randn(n, 6, generator=g)
     y = torch.tensor([float(j % 2) for j in range(n)])
     tasks = clothing_tasks(["a", "b"])
-    ds = lambda rows: TensorDictDataset(item=torch.tensor(rows), recommended=y[rows],  # noqa: E731
-                                        rating=1 + 4 * y[rows], department=torch.zeros(len(rows)).long())  # fmt: skip
+
+    def ds(rows: list[int]) -> TensorDictDataset:
+        liked = y[rows]
+        department = torch.zeros(len(rows)).long()
+        return TensorDictDataset(
+            item=torch.tensor(rows), recommended=liked, rating=1 + 4 * liked, department=department
+        )
+
     train, val = list(range(0, 30)), list(range(30, n))
-    return TaskBundle(
-        name="toy", tasks=tasks, train={"reviews": make_loader(ds(train), 8, shuffle=True, generator=g)},
-        val={"reviews": make_loader(ds(val), 16)}, test={"reviews": make_loader(ds(val), 16)},
+    train_loader = make_loader(ds(train), 8, shuffle=True, generator=g)
+    val_loader, test_loader = make_loader(ds(val), 16), make_loader(ds(val), 16)
+    item = {"num_entities": n, "use_id": False, "features": torch.randn(n, 2, generator=g)}
+    labels = {"recommended": y[train].numpy(), "rating": (1 + 4 * y[train]).numpy()}
+    bundle = TaskBundle(
+        name="toy",
+        tasks=tasks,
+        train={"reviews": train_loader},
+        val={"reviews": val_loader},
+        test={"reviews": test_loader},
         texts={"item": FrozenText(emb)},
-        tower_kwargs={"item": {"num_entities": n, "use_id": False, "features": torch.randn(n, 2, generator=g)}},
-        generator=g, labels={"recommended": y[train].numpy(), "rating": (1 + 4 * y[train]).numpy()}, dim=8,
-    ), texts  # fmt: skip
+        tower_kwargs={"item": item},
+        generator=g,
+        labels=labels,
+        dim=8,
+    )
+    return bundle, texts
 
 
 def test_subsample_rows():
@@ -82,12 +98,15 @@ def test_rank_with_histories_learns_a_sequence_rule():
     samples = [([(s + j) % 6 for j in range(3)], (s + 3) % 6) for s in range(6)] * 20
     hist = torch.tensor([[0, 1, 2], [2, 3, 4]])  # next items: 3 and 5
     exclude = torch.zeros(2, 6, dtype=torch.bool)
-    ndcg = rank_with_histories(samples, hist, exclude, [np.array([3]), np.array([5])], 6, max_len=3,
-                               epochs=30, lr=2e-2, dim=16, generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert ndcg > 0.9
-    wrong = rank_with_histories(samples, hist, exclude, [np.array([0]), np.array([0])], 6, max_len=3,
-                                epochs=30, lr=2e-2, dim=16, generator=torch.Generator().manual_seed(0))  # fmt: skip
-    assert wrong < 0.7
+
+    def ndcg_with(positives: list[np.ndarray]) -> float:
+        g = torch.Generator().manual_seed(0)
+        return rank_with_histories(
+            samples, hist, exclude, positives, 6, max_len=3, epochs=30, lr=2e-2, dim=16, generator=g
+        )
+
+    assert ndcg_with([np.array([3]), np.array([5])]) > 0.9
+    assert ndcg_with([np.array([0]), np.array([0])]) < 0.7
 
 
 def test_clothing_bundle_texts_replays_the_bundles_sample():

@@ -39,9 +39,9 @@ def test_every_mode_has_time_memory_and_metrics(m):
 
 @pytest.mark.notebooks
 def test_profile_sweep_and_launch_are_recorded(m):
+    phases = ("tokenise", "encoder_forward", "heads_and_loss", "backward", "optimizer")
     for mode in ("full", "lora", "frozen"):
-        shares = [m[f"clothing_step_share_{p}_{mode}"] for p in
-                  ("tokenise", "encoder_forward", "heads_and_loss", "backward", "optimizer")]  # fmt: skip
+        shares = [m[f"clothing_step_share_{p}_{mode}"] for p in phases]
         assert sum(shares) == pytest.approx(1.0) and min(shares) >= 0
     assert m["clothing_step_share_optimizer_full"] > m["clothing_step_share_optimizer_lora"]
     assert m["clothing_sweep_points"] == 2

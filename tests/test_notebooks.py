@@ -7,12 +7,12 @@ import json
 import pytest
 from nbexec import executed, metrics_of
 
+from mtrec_utils.workbook.nbcheck import notebook_problems
 from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
 from mtrec_utils.workbook.run import KEY_METRICS
 
 NOTEBOOKS = list_notebooks(NOTEBOOKS_DIR)
 IDS = [p.stem for p in NOTEBOOKS]
-COLAB_MARKER = 'if "google.colab" in sys.modules:'
 
 
 def test_workbook_has_notebooks():
@@ -22,17 +22,8 @@ def test_workbook_has_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_is_stored_clean(path):
-    nb = json.loads(path.read_text())
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip the outputs"
-    assert "widgets" not in nb["metadata"], "strip the widget state"
-    assert nb["metadata"]["kernelspec"]["name"] == "python3"
-    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1, f"want exactly one cell tagged 'parameters', found {len(tagged)}"
-    assert "PROFILE =" in "".join(tagged[0]["source"]) and "OUTPUT_DIR =" in "".join(tagged[0]["source"])
-    assert COLAB_MARKER in "".join(code[0]["source"]), "the first cell must be the Colab set-up cell"
-    long = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and len(c["source"]) > 25]
-    assert not long, f"code cells {long} are over 25 lines: move the code into mtrec_utils with a test"
+    """Outputs stripped, one parameters cell, the Colab cell first, short cells (the pre-commit hook)."""
+    assert notebook_problems(json.loads(path.read_text())) == []
 
 
 @pytest.mark.notebooks

@@ -92,9 +92,12 @@ def test_task_adapters_are_separate_and_all_trainable(tiny):
 
 @pytest.mark.parametrize(
     "kwargs, needle",
-    [({"mode": "qlora"}, "mode='qlora'"), ({"mode": "lora", "rank": 0}, "rank=0"),
-     ({"mode": "lora", "total_steps": -1}, "total_steps=-1")],
-)  # fmt: skip
+    [
+        ({"mode": "qlora"}, "mode='qlora'"),
+        ({"mode": "lora", "rank": 0}, "rank=0"),
+        ({"mode": "lora", "total_steps": -1}, "total_steps=-1"),
+    ],
+)
 def test_bad_arguments_name_the_parameter(tiny, kwargs, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
         adapt_encoder(tiny.model, **kwargs)

@@ -56,8 +56,10 @@ def test_top_k_diversity_novelty_and_list_metrics():
 def model():
     torch.manual_seed(0)
     tasks = [t for n, t in movielens_tasks(["a", "b"]).items() if n in ("rating", "interest")]
-    towers = {"user": EntityTower(5, 8, FrozenText(torch.randn(5, 6))),
-              "item": EntityTower(7, 8, FrozenText(torch.randn(7, 6)))}  # fmt: skip
+    towers = {
+        "user": EntityTower(5, 8, FrozenText(torch.randn(5, 6))),
+        "item": EntityTower(7, 8, FrozenText(torch.randn(7, 6))),
+    }
     return MultiTaskModel(towers, tasks, hidden=16).eval()
 
 

@@ -25,8 +25,9 @@ def _profile(setup, mode, **kw):
     tiny, splits, labels = setup
     model = build_model(tiny.model, splits, FinetuneConfig(mode=mode))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    return profile_joint_step(model, tiny.tokenizer, splits.texts["train"][:8], labels, optimizer, WEIGHTS,
-                              max_length=16, **kw)  # fmt: skip
+    return profile_joint_step(
+        model, tiny.tokenizer, splits.texts["train"][:8], labels, optimizer, WEIGHTS, max_length=16, **kw
+    )
 
 
 def test_every_phase_is_timed_and_shares_add_up(setup):

@@ -37,3 +37,15 @@ def test_ci_calls_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make workbook" in readme
+
+
+def test_the_license_is_an_spdx_expression():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"  # a string, not the deprecated {text = ...} table
+
+
+def test_make_lint_runs_the_pre_commit_hooks():
+    makefile = (REPO / "Makefile").read_text()
+    hooks = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
+    assert "pre-commit run --all-files" in makefile
+    assert {h["id"] for h in hooks} >= {"ruff", "ruff-format", "notebooks-stored-clean", "import-layers", "mypy"}

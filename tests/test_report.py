@@ -19,15 +19,27 @@ from mtrec_utils.workbook import report
 matplotlib.use("Agg")
 
 METRICS = {
-    "ml_u1_rmse_single": 0.96, "ml_u1_rmse_single_std": 0.003, "ml_u1_rmse_joint": 0.95,
-    "ml_u1_rmse_joint_std": 0.003, "ml_u1_ndcg10_single": 0.38, "ml_u1_ndcg10_single_std": 0.01,
-    "ml_u1_ndcg10_joint": 0.32, "ml_u1_ndcg10_joint_std": 0.01, "ml_u1_like_auc_single": 0.770,
-    "ml_u1_like_auc_joint": 0.771, "ml_u1_rmse_joint_ew": 0.95, "ml_u1_rmse_joint_uw": 0.94,
-    "ml_genre_purity_raw": 0.85, "ml_genre_purity_joint": 0.76,
-    "clothing_recommended_auc_full": 0.80, "clothing_recommended_auc_lora": 0.79,
-    "clothing_trainable_params_full": 22_713_216, "clothing_trainable_params_lora": 73_728,
-    "clothing_step_seconds_full": 0.7, "clothing_step_seconds_lora": 0.37,
-}  # fmt: skip
+    "ml_u1_rmse_single": 0.96,
+    "ml_u1_rmse_single_std": 0.003,
+    "ml_u1_rmse_joint": 0.95,
+    "ml_u1_rmse_joint_std": 0.003,
+    "ml_u1_ndcg10_single": 0.38,
+    "ml_u1_ndcg10_single_std": 0.01,
+    "ml_u1_ndcg10_joint": 0.32,
+    "ml_u1_ndcg10_joint_std": 0.01,
+    "ml_u1_like_auc_single": 0.770,
+    "ml_u1_like_auc_joint": 0.771,
+    "ml_u1_rmse_joint_ew": 0.95,
+    "ml_u1_rmse_joint_uw": 0.94,
+    "ml_genre_purity_raw": 0.85,
+    "ml_genre_purity_joint": 0.76,
+    "clothing_recommended_auc_full": 0.80,
+    "clothing_recommended_auc_lora": 0.79,
+    "clothing_trainable_params_full": 22_713_216,
+    "clothing_trainable_params_lora": 73_728,
+    "clothing_step_seconds_full": 0.7,
+    "clothing_step_seconds_lora": 0.37,
+}
 
 
 def test_gain_table_says_where_joint_helps_hurts_or_is_noise():
@@ -61,8 +73,9 @@ def test_results_table_has_references_and_bands(tmp_path, monkeypatch):
     doc = {"notebook": "04_joint_training", "profile": "cpu", "seed": 0, "device": "cpu", "metrics": METRICS}
     (tmp_path / "metrics" / "04_joint_training.json").write_text(json.dumps(doc))
     run = report.load_run(tmp_path)
-    monkeypatch.setattr(report, "load_expected", lambda p: {"metrics": {"04_joint_training": {
-        "ml_u1_rmse_joint": {"value": 0.95, "kind": "seeds", "tol": 0.01}}}})  # fmt: skip
+    band = {"value": 0.95, "kind": "seeds", "tol": 0.01}
+    expected = {"metrics": {"04_joint_training": {"ml_u1_rmse_joint": band}}}
+    monkeypatch.setattr(report, "load_expected", lambda p: expected)
     table = report.results_table(run).set_index("metric")
     assert table.loc["ml_u1_rmse_joint", "status"] == "pass"
     assert "Surprise SVD++, u1" in table.loc["ml_u1_rmse_joint", "reference"]
@@ -72,11 +85,18 @@ def test_results_table_has_references_and_bands(tmp_path, monkeypatch):
 
 
 def test_band_provenance_counts_each_kind_of_band_per_notebook(monkeypatch):
-    metrics = {"a": {"value": 1.0, "kind": "seeds", "tol": 0.1}, "b": {"value": 2, "kind": "exact"},
-               "c": {"value": 3.0, "kind": "assumed", "tol": 0.09}}  # fmt: skip
-    doc = {"how": "whole-file command", "date": "2026-11-27", "seeds": [0],
-           "notebooks": {"05_x": {"how": "derive --seeds 0 1 2", "date": "2026-11-28", "seeds": [0, 1, 2]}},
-           "metrics": {"04_x": dict(metrics), "05_x": {"a": metrics["a"]}}}  # fmt: skip
+    metrics = {
+        "a": {"value": 1.0, "kind": "seeds", "tol": 0.1},
+        "b": {"value": 2, "kind": "exact"},
+        "c": {"value": 3.0, "kind": "assumed", "tol": 0.09},
+    }
+    doc = {
+        "how": "whole-file command",
+        "date": "2026-11-27",
+        "seeds": [0],
+        "notebooks": {"05_x": {"how": "derive --seeds 0 1 2", "date": "2026-11-28", "seeds": [0, 1, 2]}},
+        "metrics": {"04_x": dict(metrics), "05_x": {"a": metrics["a"]}},
+    }
     monkeypatch.setattr(report, "load_expected", lambda p: doc)
     table = report.band_provenance("cpu").set_index("notebook")
     assert table.loc["05_x", ["seeds run", "seeds", "assumed", "how"]].tolist() == [

@@ -101,3 +101,46 @@ def test_a_hung_cell_fails_the_run_after_the_cell_timeout(tmp_path, capsys):
     argv = ["--profile", "smoke", "--notebooks-dir", str(folder), "--output-dir", str(tmp_path / "out")]
     assert main([*argv, "--cell-timeout", "3"]) == 1
     assert "FAILED: 00_hangs.ipynb" in capsys.readouterr().err
+
+
+def test_a_misspelled_parameter_is_refused_before_anything_runs(workbook, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [
+        "--only",
+        "00",
+        "-p",
+        "PROFIL",
+        "smoke",
+        "--notebooks-dir",
+        str(workbook),
+        "--output-dir",
+        str(out),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "no notebook declares the parameter 'PROFIL'" in err and "did you mean PROFILE?" in err
+    assert not out.exists()  # nothing ran
+
+
+def test_the_summary_reads_the_run_that_p_output_dir_made(workbook, tmp_path, capsys):
+    stale, fresh = tmp_path / "stale", tmp_path / "fresh"
+    (stale / "metrics").mkdir(parents=True)
+    (stale / "metrics" / "00_good.json").write_text(
+        '{"notebook": "00_good", "metrics": {"ml100k_num_ratings": 1}}'
+    )
+    argv = [
+        "--profile",
+        "smoke",
+        "--only",
+        "00",
+        "--notebooks-dir",
+        str(workbook),
+        "--output-dir",
+        str(stale),
+    ]
+    assert main([*argv, "-p", "OUTPUT_DIR", str(fresh)]) == 0
+    assert "ml100k_num_ratings=42" in capsys.readouterr().out
+    assert (fresh / "metrics" / "00_good.json").exists() and (fresh / "summary.json").exists()
+    assert json.loads((stale / "metrics" / "00_good.json").read_text())["metrics"] == {
+        "ml100k_num_ratings": 1
+    }

@@ -45,9 +45,11 @@ def test_selected_metrics_only(tiny_notebook, tmp_path):
 
 def test_grid_and_points():
     assert grid(LR=[1e-3, 3e-3], LORA_RANK=[4, 8]) == [
-        {"LR": 1e-3, "LORA_RANK": 4}, {"LR": 1e-3, "LORA_RANK": 8},
-        {"LR": 3e-3, "LORA_RANK": 4}, {"LR": 3e-3, "LORA_RANK": 8},
-    ]  # fmt: skip
+        {"LR": 1e-3, "LORA_RANK": 4},
+        {"LR": 1e-3, "LORA_RANK": 8},
+        {"LR": 3e-3, "LORA_RANK": 4},
+        {"LR": 3e-3, "LORA_RANK": 8},
+    ]
     assert len(SWEEP_POINTS["smoke"]) == 2
     keys = {"LR", "LORA_RANK", "W_RECOMMENDED"}
     assert all(set(p) == keys for points in SWEEP_POINTS.values() for p in points)

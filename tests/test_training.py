@@ -57,8 +57,17 @@ def test_early_stopping_counts_epochs_without_improvement():
 def test_fit_learns_and_returns_a_history(tmp_path):
     train, val = loaders()
     model = toy_model([TASKS["rating"]])
-    history = fit(model, [TASKS["rating"]], train, val, epochs=8, lr=0.02, progress=False,
-                  checkpoint_path=tmp_path / "best.safetensors", tb_dir=tmp_path / "tb")  # fmt: skip
+    history = fit(
+        model,
+        [TASKS["rating"]],
+        train,
+        val,
+        epochs=8,
+        lr=0.02,
+        progress=False,
+        checkpoint_path=tmp_path / "best.safetensors",
+        tb_dir=tmp_path / "tb",
+    )
     assert {"epoch", "seconds", "loss/rating", "weight/rating", "val/rating/rmse", "val/rating/mae"} <= set(
         history
     )

@@ -68,9 +68,13 @@ def test_losses_must_be_a_tensor():
 
 @pytest.mark.parametrize(
     "weights, match",
-    [([1.0], "has 1 values but num_tasks=2"), ([1.0, -0.5], "must be finite and >= 0"),
-     ([1.0, float("nan")], "must be finite"), ([0.0, 0.0], "all zero")],
-)  # fmt: skip
+    [
+        ([1.0], "has 1 values but num_tasks=2"),
+        ([1.0, -0.5], "must be finite and >= 0"),
+        ([1.0, float("nan")], "must be finite"),
+        ([0.0, 0.0], "all zero"),
+    ],
+)
 def test_static_weights_are_checked(weights, match):
     with pytest.raises(ValueError, match=match):
         StaticWeighting(2, weights)

@@ -84,8 +84,10 @@ def search_history(
     titles = items.set_index("item_id")["title"]
     unknown = ~train_ratings["item_id"].isin(titles.index)
     if unknown.any():
-        raise ValueError(f"train_ratings has {int(unknown.sum())} item_id(s) not in items, e.g. "
-                         f"{int(train_ratings.loc[unknown, 'item_id'].iloc[0])}")  # fmt: skip
+        raise ValueError(
+            f"train_ratings has {int(unknown.sum())} item_id(s) not in items, e.g. "
+            f"{int(train_ratings.loc[unknown, 'item_id'].iloc[0])}"
+        )
     ordered = train_ratings.sort_values(["user_id", "timestamp", "item_id"], kind="stable")
     ordered = ordered.assign(title=titles.reindex(ordered["item_id"]).to_numpy())
     if n_recent is not None:

@@ -31,6 +31,8 @@ NDCG@10 with 20,000 slates, and loses with 2,000 (the correction adds variance).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -42,8 +44,9 @@ LOGGING_POLICIES = ("popularity", "random")
 _CHUNK = 8192  # slates sampled per step (bounds memory: chunk x max candidates per user)
 
 
-def _check_number(param: str, value, low: float, high: float | None = None, *, integer: bool = False,
-                  low_open: bool = False) -> None:  # fmt: skip
+def _check_number(
+    param: str, value, low: float, high: float | None = None, *, integer: bool = False, low_open: bool = False
+) -> None:
     """Raise ValueError naming ``param``, ``value`` and the valid range unless ``value`` lies in it."""
     kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
     ok = isinstance(value, kinds) and not isinstance(value, bool) and np.isfinite(value)
@@ -89,10 +92,19 @@ def attraction(relevance, click_noise: float = 0.1) -> np.ndarray:
     return click_noise + (1.0 - click_noise) * (2.0**rel - 1.0) / (2.0**MAX_RELEVANCE - 1.0)
 
 
-def simulate_ad_log(preference: pd.DataFrame, history: pd.DataFrame, items: pd.DataFrame, *,
-                    num_slates: int = 10_000, slate_size: int = 10, eta: float = 1.0, click_noise: float = 0.1,
-                    logging_noise: float = 0.25, logging_policy: str = "popularity",
-                    seed: int = 0) -> pd.DataFrame:  # fmt: skip
+def simulate_ad_log(
+    preference: pd.DataFrame,
+    history: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    num_slates: int = 10_000,
+    slate_size: int = 10,
+    eta: float = 1.0,
+    click_noise: float = 0.1,
+    logging_noise: float = 0.25,
+    logging_policy: str = "popularity",
+    seed: int = 0,
+) -> pd.DataFrame:
     """Simulate an ad log of ``num_slates`` slates of ``slate_size`` ads (see the module docstring).
 
     Args:
@@ -113,13 +125,7 @@ def simulate_ad_log(preference: pd.DataFrame, history: pd.DataFrame, items: pd.D
         relevance (0..4), attraction, examination, click_prob, click (0/1, int8), logging_score.
         ``log.attrs["simulator"]`` holds the parameters.
     """
-    _check_number("num_slates", num_slates, 0, integer=True, low_open=True)
-    _check_number("slate_size", slate_size, 1, integer=True)
-    _check_number("eta", eta, 0.0)
-    _check_number("click_noise", click_noise, 0.0, 1.0)
-    _check_number("logging_noise", logging_noise, 0.0)
-    check_choice("logging_policy", logging_policy, LOGGING_POLICIES)
-    _check_number("seed", seed, 0, integer=True)
+    params = _simulation_params(num_slates, slate_size, eta, click_noise, logging_noise, logging_policy, seed)
     require_columns(preference, ["user_id", "item_id", "rating"], "preference")
     require_columns(history, ["user_id", "item_id"], "history")
     keywords = ad_keywords(items).map(" ".join)
@@ -127,14 +133,56 @@ def simulate_ad_log(preference: pd.DataFrame, history: pd.DataFrame, items: pd.D
     if unknown.any():
         raise ValueError(f"preference has {int(unknown.sum())} item_id(s) not in items")
     rng = np.random.default_rng(seed)
+    cand = _candidates(preference, slate_size)
+    popularity = _popularity_z(history, keywords.index) if logging_policy == "popularity" else None
+    slate_user, item, rating = _draw_slates(rng, cand, num_slates, slate_size)
+    item, rating, score = _rank_slates(rng, item, rating, popularity, logging_noise)
+    log = _click_log(rng, cand.users[slate_user], item, rating, score, keywords, eta, click_noise)
+    log.attrs["simulator"] = {**params, "num_users": len(cand.users)}
+    return log
 
-    # Candidates: a padded (num_users, max_candidates) table of each eligible user's held-out movies.
+
+def _simulation_params(num_slates, slate_size, eta, click_noise, logging_noise, logging_policy, seed) -> dict:
+    """Check :func:`simulate_ad_log`'s parameters (ValueError naming a bad one); return them for ``attrs``."""
+    _check_number("num_slates", num_slates, 0, integer=True, low_open=True)
+    _check_number("slate_size", slate_size, 1, integer=True)
+    _check_number("eta", eta, 0.0)
+    _check_number("click_noise", click_noise, 0.0, 1.0)
+    _check_number("logging_noise", logging_noise, 0.0)
+    check_choice("logging_policy", logging_policy, LOGGING_POLICIES)
+    _check_number("seed", seed, 0, integer=True)
+    return dict(
+        num_slates=num_slates,
+        slate_size=slate_size,
+        eta=float(eta),
+        click_noise=float(click_noise),
+        logging_noise=float(logging_noise),
+        logging_policy=logging_policy,
+        seed=seed,
+    )
+
+
+@dataclass
+class _Candidates:
+    """Each eligible user's held-out movies as a padded table, one row per user (see :func:`_candidates`)."""
+
+    users: np.ndarray  # (num_users,) sorted user ids with at least slate_size preference ratings
+    count: np.ndarray  # (num_users,) candidates of each user
+    item: np.ndarray  # (num_users, max count) item ids, padded with -1
+    rating: np.ndarray  # (num_users, max count) their ratings, padded with 0
+
+
+def _candidates(preference: pd.DataFrame, slate_size: int) -> _Candidates:
+    """The candidate table of the users with at least ``slate_size`` preference ratings (ValueError if none)."""
     pref = preference[["user_id", "item_id", "rating"]].sort_values(["user_id", "item_id"])
     counts = pref.groupby("user_id").size()
     users = counts.index[counts >= slate_size].to_numpy()
     if len(users) == 0:
-        raise ValueError(f"slate_size={slate_size} is not valid for these data: no user has that many "
-                         f"preference ratings (most: {int(counts.max()) if len(counts) else 0})")  # fmt: skip
+        most = int(counts.max()) if len(counts) else 0
+        raise ValueError(
+            f"slate_size={slate_size} is not valid for these data: no user has that many "
+            f"preference ratings (most: {most})"
+        )
     pref = pref[pref["user_id"].isin(users)]
     num_cand = counts.loc[users].to_numpy()
     row_user = np.searchsorted(users, pref["user_id"].to_numpy())
@@ -143,57 +191,81 @@ def simulate_ad_log(preference: pd.DataFrame, history: pd.DataFrame, items: pd.D
     cand_rating = np.zeros_like(cand_item)
     cand_item[row_user, col] = pref["item_id"].to_numpy()
     cand_rating[row_user, col] = pref["rating"].to_numpy()
+    return _Candidates(users, num_cand, cand_item, cand_rating)
 
-    # Logging score: standardised log popularity in the training ratings.
-    pop = np.log1p(history["item_id"].value_counts().reindex(keywords.index, fill_value=0).astype(float))
+
+def _popularity_z(history: pd.DataFrame, item_ids: pd.Index) -> pd.Series:
+    """The logging score's popularity: standardised log(1 + training ratings), indexed by ``item_ids``."""
+    pop = np.log1p(history["item_id"].value_counts().reindex(item_ids, fill_value=0).astype(float))
     std = pop.std()
-    pop_z = ((pop - pop.mean()) / (std if std > 0 else 1.0)).to_numpy()
-    item_pos = pd.Series(np.arange(len(keywords)), index=keywords.index)
+    return (pop - pop.mean()) / (std if std > 0 else 1.0)
 
-    slate_user = rng.integers(0, len(users), size=num_slates)
+
+def _draw_slates(rng: np.random.Generator, cand: _Candidates, num_slates: int, slate_size: int):
+    """Draw a user per slate, then ``slate_size`` of that user's candidates uniformly, in chunks.
+
+    Returns:
+        ``(slate_user, item, rating)``: (num_slates,) row indices into ``cand`` and the
+        (num_slates, slate_size) items and ratings, not yet ranked.
+    """
+    slate_user = rng.integers(0, len(cand.users), size=num_slates)
+    width = cand.item.shape[1]
     picks = []
     for start in range(0, num_slates, _CHUNK):
         u = slate_user[start : start + _CHUNK]
-        keys = rng.random((len(u), cand_item.shape[1]))
-        keys[np.arange(cand_item.shape[1]) >= num_cand[u][:, None]] = 2.0  # padding is never drawn
+        keys = rng.random((len(u), width))
+        keys[np.arange(width) >= cand.count[u][:, None]] = 2.0  # padding is never drawn
         picks.append(np.argpartition(keys, slate_size - 1, axis=1)[:, :slate_size])
     pick = np.concatenate(picks)  # (num_slates, slate_size) column indices into the candidate table
-    item = cand_item[slate_user[:, None], pick]
-    rating = cand_rating[slate_user[:, None], pick]
+    return slate_user, cand.item[slate_user[:, None], pick], cand.rating[slate_user[:, None], pick]
+
+
+def _rank_slates(rng: np.random.Generator, item, rating, popularity: pd.Series | None, logging_noise: float):
+    """Rank each slate by the logging score, best first: popularity z + noise, or noise alone (``None``).
+
+    Returns:
+        ``(item, rating, score)`` reordered within each slate.
+    """
     noise = rng.standard_normal(item.shape)
-    if logging_policy == "popularity":
-        score = pop_z[item_pos.reindex(item.ravel()).to_numpy()].reshape(item.shape) + logging_noise * noise
+    if popularity is not None:
+        score = popularity.reindex(item.ravel()).to_numpy().reshape(item.shape) + logging_noise * noise
     else:
         score = noise
     order = np.lexsort((rng.random(item.shape), -score), axis=1)  # best score first, random tie-break
     take = np.take_along_axis
-    item, rating, score = take(item, order, 1), take(rating, order, 1), take(score, order, 1)
+    return take(item, order, 1), take(rating, order, 1), take(score, order, 1)
 
+
+def _click_log(rng: np.random.Generator, slate_users, item, rating, score, keywords, eta, click_noise):
+    """Draw the position-based-model clicks of ranked slates; the log, one row per impression.
+
+    ``slate_users`` is (num_slates,) user ids; ``item``, ``rating`` and ``score`` are
+    (num_slates, slate_size), best first; ``keywords`` maps item ids to keyword strings.
+    """
+    num_slates, slate_size = item.shape
     position = np.tile(np.arange(1, slate_size + 1), num_slates)
     relevance = rating.ravel() - 1
     exam = examination(position, eta)
     attr = attraction(relevance, click_noise)
     click_prob = exam * attr
     click = (rng.random(click_prob.shape) < click_prob).astype(np.int8)
-    log = pd.DataFrame({
-        "impression_id": np.arange(num_slates * slate_size),
-        "slate_id": np.repeat(np.arange(num_slates), slate_size),
-        "user_id": np.repeat(users[slate_user], slate_size),
-        "item_id": item.ravel(),
-        "position": position,
-        "keywords": keywords.reindex(item.ravel()).to_numpy(),
-        "rating": rating.ravel(),
-        "relevance": relevance,
-        "attraction": attr,
-        "examination": exam,
-        "click_prob": click_prob,
-        "click": click,
-        "logging_score": score.ravel(),
-    })  # fmt: skip
-    log.attrs["simulator"] = dict(num_slates=num_slates, slate_size=slate_size, eta=float(eta),
-                                  click_noise=float(click_noise), logging_noise=float(logging_noise),
-                                  logging_policy=logging_policy, seed=seed, num_users=len(users))  # fmt: skip
-    return log
+    return pd.DataFrame(
+        {
+            "impression_id": np.arange(num_slates * slate_size),
+            "slate_id": np.repeat(np.arange(num_slates), slate_size),
+            "user_id": np.repeat(slate_users, slate_size),
+            "item_id": item.ravel(),
+            "position": position,
+            "keywords": keywords.reindex(item.ravel()).to_numpy(),
+            "rating": rating.ravel(),
+            "relevance": relevance,
+            "attraction": attr,
+            "examination": exam,
+            "click_prob": click_prob,
+            "click": click,
+            "logging_score": score.ravel(),
+        }
+    )
 
 
 def split_log(log: pd.DataFrame, test_fraction: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -271,7 +271,8 @@ def article_source(block: str) -> str:
 def missing_names(block: str) -> list[str]:
     """Names the block reads but never imports, defines or assigns (sorted): its missing imports and data."""
     tree = ast.parse(article_source(block))
-    bound, read = set(dir(builtins)), set()
+    bound: set[str] = set(dir(builtins))
+    read: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)

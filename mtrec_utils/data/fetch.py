@@ -128,7 +128,8 @@ def canonical_bytes(df: pd.DataFrame, schema: Schema) -> bytes:
             for raw, esc in _ESCAPES.items():
                 s = s.str.replace(raw, esc, regex=False)
             cols.append(s)
-    lines = cols[0].str.cat(cols[1:], sep="\t") if len(cols) > 1 else cols[0]
+    # str.cat takes a list of Series as ``others``; pandas-stubs only allow one Series or a list of str
+    lines = cols[0].str.cat(cols[1:], sep="\t") if len(cols) > 1 else cols[0]  # type: ignore[arg-type]
     body = "\n".join(lines.tolist())
     return ("\t".join(schema) + "\n" + body + ("\n" if len(df) else "")).encode("utf-8")
 

@@ -47,8 +47,9 @@ class ClothingSplits:
     departments: list[str]
 
 
-def clothing_splits(tokenizer, max_train: int, max_eval: int, max_length: int,
-                    generator: torch.Generator) -> ClothingSplits:  # fmt: skip
+def clothing_splits(
+    tokenizer, max_train: int, max_eval: int, max_length: int, generator: torch.Generator
+) -> ClothingSplits:
     """The stratified 80/10/10 clothing split, ``max_train`` training and ``max_eval`` val/test reviews.
 
     Args:
@@ -88,6 +89,11 @@ def batches(ids, labels, batch_size, pad_id, generator, shuffle):
         input_ids, mask = pad_sequences([ids[i] for i in rows], pad_id)  # (B, T) each
         return {"input_ids": input_ids, "attention_mask": mask, **{k: v[rows] for k, v in labels.items()}}
 
+    indices = list(range(len(ids)))  # a map-style dataset whose item i is i; collate reads the rows
     return torch.utils.data.DataLoader(
-        list(range(len(ids))), batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate
+        indices,  # type: ignore[arg-type]  # DataLoader accepts any sequence; torch annotates Dataset
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=collate,
     )

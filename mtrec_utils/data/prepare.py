@@ -96,7 +96,7 @@ def interest_data(
     return data, ranking_eval(seen, eu, ei, max_users, generator)
 
 
-def standardize(values: np.ndarray, train_rows: Sequence[int]) -> torch.Tensor:
+def standardize(values: np.ndarray, train_rows: Sequence[int] | np.ndarray) -> torch.Tensor:
     """(N, F) numeric features scaled to mean 0 and std 1 using the training rows' statistics."""
     x = np.asarray(values, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x
@@ -104,7 +104,7 @@ def standardize(values: np.ndarray, train_rows: Sequence[int]) -> torch.Tensor:
     return torch.tensor((x - mean) / np.where(std > 0, std, 1.0), dtype=torch.float32)
 
 
-def category_codes(values: pd.Series, train_rows: Sequence[int]) -> torch.Tensor:
+def category_codes(values: pd.Series, train_rows: Sequence[int] | np.ndarray) -> torch.Tensor:
     """Codes 1..C for the categories seen in the training rows, 0 for any other (unseen) value."""
     known = pd.Index(pd.unique(values.iloc[np.asarray(train_rows)]))
-    return torch.as_tensor(known.get_indexer(values.to_numpy()) + 1, dtype=torch.long)
+    return torch.as_tensor(known.get_indexer(pd.Index(values.to_numpy())) + 1, dtype=torch.long)

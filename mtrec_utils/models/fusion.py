@@ -46,9 +46,18 @@ class FusionTower(EntityTower):
         dropout: dropout on the fused vector.
     """
 
-    def __init__(self, num_entities: int, dim: int = 64, fusion: str = "sum", text: nn.Module | None = None,
-                 features: Tensor | None = None, categories: dict[str, Tensor] | None = None,
-                 use_id: bool = True, heads: int = 4, dropout: float = 0.1):  # fmt: skip
+    def __init__(
+        self,
+        num_entities: int,
+        dim: int = 64,
+        fusion: str = "sum",
+        text: nn.Module | None = None,
+        features: Tensor | None = None,
+        categories: dict[str, Tensor] | None = None,
+        use_id: bool = True,
+        heads: int = 4,
+        dropout: float = 0.1,
+    ):
         fusion = check_choice("fusion", fusion, FUSIONS)
         if not use_id and text is None and features is None and not categories:
             raise ValueError("FusionTower needs at least one part: use_id=True, text, features or categories")
@@ -117,5 +126,7 @@ def movielens_side(users: pd.DataFrame, items: pd.DataFrame) -> dict[str, dict]:
         c: torch.as_tensor(pd.factorize(users[c])[0], dtype=torch.long) for c in ("gender", "occupation")
     }
     item_feats = np.hstack([year, genre_matrix(items).astype(np.float64)])
-    return {"user": {"features": torch.tensor(age, dtype=torch.float32), "categories": codes},
-            "item": {"features": torch.tensor(item_feats, dtype=torch.float32), "categories": {}}}  # fmt: skip
+    return {
+        "user": {"features": torch.tensor(age, dtype=torch.float32), "categories": codes},
+        "item": {"features": torch.tensor(item_feats, dtype=torch.float32), "categories": {}},
+    }

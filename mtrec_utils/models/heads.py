@@ -123,5 +123,7 @@ def task_metric(task: Task, metric: str, y_true: np.ndarray, y_pred: np.ndarray)
     if metric == "auc_macro":
         cols = [j for j in range(y_true.shape[1]) if 0 < y_true[:, j].sum() < len(y_true)]
         return float(np.mean([M.auc(y_true[:, j], y_pred[:, j]) for j in cols]))
-    raise ValueError(f"task {task.name!r}: metric {metric!r} is unknown; use rmse, mae, auc, logloss, f1, "
-                     "accuracy, f1_micro, auc_macro, or recall@K / ndcg@K / hr@K for ranking tasks")  # fmt: skip
+    raise ValueError(
+        f"task {task.name!r}: metric {metric!r} is unknown; use rmse, mae, auc, logloss, f1, "
+        "accuracy, f1_micro, auc_macro, or recall@K / ndcg@K / hr@K for ranking tasks"
+    )

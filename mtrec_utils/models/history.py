@@ -40,9 +40,15 @@ def next_item_samples(histories: dict[int, Sequence[int]], max_len: int = 20) ->
     ]
 
 
-def augment_histories(samples: Sequence[tuple[list[int], int]], ops: Sequence[str], copies: int, mask_id: int,
-                      generator: torch.Generator | None = None, ratio: float = 0.6,
-                      p: float = 0.3) -> list[tuple[list[int], int]]:  # fmt: skip
+def augment_histories(
+    samples: Sequence[tuple[list[int], int]],
+    ops: Sequence[str],
+    copies: int,
+    mask_id: int,
+    generator: torch.Generator | None = None,
+    ratio: float = 0.6,
+    p: float = 0.3,
+) -> list[tuple[list[int], int]]:
     """``copies`` augmented versions of each sample, each with one op drawn from ``ops``.
 
     Args:
@@ -115,9 +121,16 @@ class HistoryModel(nn.Module):
         return user @ self.items(torch.arange(self.num_items, device=histories.device)).T
 
 
-def train_history_model(model: HistoryModel, histories: Tensor, targets: Tensor, *, epochs: int = 5,
-                        lr: float = 3e-3, batch_size: int = 256,
-                        generator: torch.Generator | None = None) -> list[float]:  # fmt: skip
+def train_history_model(
+    model: HistoryModel,
+    histories: Tensor,
+    targets: Tensor,
+    *,
+    epochs: int = 5,
+    lr: float = 3e-3,
+    batch_size: int = 256,
+    generator: torch.Generator | None = None,
+) -> list[float]:
     """Next-item training with a full softmax over items; returns the mean loss of each epoch.
 
     Args:

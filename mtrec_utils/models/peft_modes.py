@@ -83,9 +83,15 @@ def _peft_config(mode: str, rank: int, total_steps: int):
         tinit, tfinal = max(total_steps // 10, 0), max(total_steps * 3 // 10, 0)
         tinit, tfinal = (0, 0) if tinit + tfinal >= total_steps else (tinit, tfinal)
         return AdaLoraConfig(
-            init_r=max(rank * 3 // 2, rank + 1), target_r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-            target_modules=list(LORA_TARGETS), total_step=total_steps, tinit=tinit, tfinal=tfinal,
-        )  # fmt: skip
+            init_r=max(rank * 3 // 2, rank + 1),
+            target_r=rank,
+            lora_alpha=2 * rank,
+            lora_dropout=0.0,
+            target_modules=list(LORA_TARGETS),
+            total_step=total_steps,
+            tinit=tinit,
+            tfinal=tfinal,
+        )
     return IA3Config(target_modules=list(IA3_TARGETS), feedforward_modules=list(IA3_FEEDFORWARD))
 
 

@@ -62,8 +62,14 @@ class MMoEModel(MultiTaskModel):
         num_experts: experts per trunk.
     """
 
-    def __init__(self, towers: dict[str, nn.Module], tasks: Sequence[Task], hidden: int = 128,
-                 dropout: float = 0.1, num_experts: int = 4):  # fmt: skip
+    def __init__(
+        self,
+        towers: dict[str, nn.Module],
+        tasks: Sequence[Task],
+        hidden: int = 128,
+        dropout: float = 0.1,
+        num_experts: int = 4,
+    ):
         super().__init__(towers, tasks, hidden, dropout)
         for kind in list(self.trunks):
             names = [t.name for t in tasks if t.input == kind]
@@ -106,8 +112,14 @@ class MMoEModel(MultiTaskModel):
         return {n: out[n] for n in names}
 
 
-def build_model(arch: str, towers: dict[str, nn.Module], tasks: Sequence[Task], hidden: int = 128,
-                dropout: float = 0.1, num_experts: int = 4) -> MultiTaskModel:  # fmt: skip
+def build_model(
+    arch: str,
+    towers: dict[str, nn.Module],
+    tasks: Sequence[Task],
+    hidden: int = 128,
+    dropout: float = 0.1,
+    num_experts: int = 4,
+) -> MultiTaskModel:
     """A multi-task model with ``arch`` = ``"hard"`` (shared trunk) or ``"mmoe"`` (experts + gates).
 
     Raises:

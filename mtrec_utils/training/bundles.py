@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from functools import partial
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -65,7 +67,7 @@ class TaskBundle:
             raise ValueError(f"unknown task(s) {unknown} for {self.name}; choose from {list(self.tasks)}")
         return [self.tasks[n] for n in names]
 
-    def make_towers(self) -> dict[str, EntityTower]:
+    def make_towers(self) -> dict[str, nn.Module]:
         """Fresh towers (new random ID embeddings and projections) around copies of the text modules."""
         texts = copy.deepcopy(self.texts) if any(p.requires_grad for p in _params(self.texts)) else self.texts
         return {k: EntityTower(text=texts.get(k), dim=self.dim, **kw) for k, kw in self.tower_kwargs.items()}
@@ -77,15 +79,23 @@ def _params(modules: dict[str, nn.Module]):
 
 def init_heads(model: nn.Module, bundle: TaskBundle) -> nn.Module:
     """Start each regression/binary head at its training label mean or base rate; returns ``model``."""
-    for name, head in model.heads.items():
+    heads = cast(Any, model).heads  # {task name: TaskHead}, e.g. a MultiTaskModel's nn.ModuleDict
+    for name, head in heads.items():
         if name in bundle.labels and bundle.tasks[name].kind in ("regression", "binary"):
             head.init_from_labels(bundle.labels[name])
     return model
 
 
-def movielens_bundle(profile: Profile, encoder, generator: torch.Generator, mode: str | None = None,
-                     dim: int = 64, num_negatives: int = 4, max_val_users: int = 300,
-                     progress: bool = True) -> TaskBundle:  # fmt: skip
+def movielens_bundle(
+    profile: Profile,
+    encoder,
+    generator: torch.Generator,
+    mode: str | None = None,
+    dim: int = 64,
+    num_negatives: int = 4,
+    max_val_users: int = 300,
+    progress: bool = True,
+) -> TaskBundle:
     """MovieLens-100K u1 with tasks ``rating``, ``like``, ``interest`` sized by ``profile``.
 
     Args:
@@ -110,15 +120,19 @@ def movielens_bundle(profile: Profile, encoder, generator: torch.Generator, mode
     train, val = holdout(base, 0.05, generator)
     users, items = ml.users["user_id"].to_numpy(), ml.items["item_id"].to_numpy()
     tasks = {k: v for k, v in movielens_tasks(GENRES).items() if k != "genres"}
-    kw = dict(mode=mode, max_length=profile.max_length, progress=progress)
-    texts = {"user": text_table(encoder, user_texts(ml.users, train, ml.items).loc[users].tolist(), **kw),
-             "item": text_table(encoder, item_texts(ml.items).loc[items].tolist(), **kw)}  # fmt: skip
+    embed = partial(text_table, encoder, mode=mode, max_length=profile.max_length, progress=progress)
+    texts: dict[str, nn.Module] = {
+        "user": embed(user_texts(ml.users, train, ml.items).loc[users].tolist()),
+        "item": embed(item_texts(ml.items).loc[items].tolist()),
+    }
     b = profile.batch_size
     val_users = min(profile.max_eval_users or max_val_users, max_val_users)
-    pairs, rank_val = interest_data(train, val, users, items, num_negatives, max_users=val_users,
-                                    generator=generator)  # fmt: skip
-    _, rank_test = interest_data(base, test, users, items, num_negatives, max_users=profile.max_eval_users,
-                                 generator=generator)  # fmt: skip
+    pairs, rank_val = interest_data(
+        train, val, users, items, num_negatives, max_users=val_users, generator=generator
+    )
+    _, rank_test = interest_data(
+        base, test, users, items, num_negatives, max_users=profile.max_eval_users, generator=generator
+    )
     train_ds = rating_dataset(train, users, items)
     return TaskBundle(
         name="movielens",
@@ -126,7 +140,7 @@ def movielens_bundle(profile: Profile, encoder, generator: torch.Generator, mode
         train={
             "ratings": make_loader(train_ds, b, shuffle=True, generator=generator),
             "interactions": make_loader(pairs, b, shuffle=True, generator=generator),
-        },  # fmt: skip
+        },
         val={"ratings": make_loader(rating_dataset(val, users, items), 4 * b), "interactions": rank_val},
         test={"ratings": make_loader(rating_dataset(test, users, items), 4 * b), "interactions": rank_test},
         texts=texts,
@@ -137,8 +151,14 @@ def movielens_bundle(profile: Profile, encoder, generator: torch.Generator, mode
     )
 
 
-def clothing_bundle(profile: Profile, encoder, generator: torch.Generator, mode: str | None = None,
-                    dim: int = 64, progress: bool = True) -> TaskBundle:  # fmt: skip
+def clothing_bundle(
+    profile: Profile,
+    encoder,
+    generator: torch.Generator,
+    mode: str | None = None,
+    dim: int = 64,
+    progress: bool = True,
+) -> TaskBundle:
     """Clothing reviews with tasks ``recommended``, ``rating``, ``department`` sized by ``profile``.
 
     Args: as :func:`movielens_bundle`. Reviews without a department form the class ``"(none)"``.
@@ -153,14 +173,18 @@ def clothing_bundle(profile: Profile, encoder, generator: torch.Generator, mode:
     tasks = clothing_tasks(departments)
     train_rows = parts["train"].index.to_numpy()
     feats = standardize(np.log1p(df[["age", "positive_feedback_count"]].to_numpy(np.float64)), train_rows)
-    kw = dict(mode=mode, max_length=profile.max_length, progress=progress)
-    texts = {"item": text_table(encoder, clothing_texts(df).tolist(), **kw)}
+    embed = partial(text_table, encoder, mode=mode, max_length=profile.max_length, progress=progress)
+    texts: dict[str, nn.Module] = {"item": embed(clothing_texts(df).tolist())}
     dept = df["department"].map({d: i for i, d in enumerate(departments)}).to_numpy()
 
     def dataset(part) -> TensorDictDataset:
         rows = part.index.to_numpy()
-        return TensorDictDataset(item=rows, recommended=df["recommended"].to_numpy(np.float32)[rows],
-                                 rating=df["rating"].to_numpy(np.float32)[rows], department=dept[rows])  # fmt: skip
+        return TensorDictDataset(
+            item=rows,
+            recommended=df["recommended"].to_numpy(np.float32)[rows],
+            rating=df["rating"].to_numpy(np.float32)[rows],
+            department=dept[rows],
+        )
 
     b, train_ds = profile.batch_size, dataset(parts["train"])
     return TaskBundle(
@@ -191,21 +215,32 @@ class FusionBundle(TaskBundle):
     parts: tuple[str, ...] = ("id", "text")
     side: dict = field(default_factory=dict)
 
-    def make_towers(self) -> dict[str, FusionTower]:
-        """Fresh fusion towers over the bundle's (shared, frozen) text modules."""
-        towers = {}
+    def make_towers(self) -> dict[str, nn.Module]:
+        """Fresh :class:`FusionTower` s over the bundle's (shared, frozen) text modules."""
+        towers: dict[str, nn.Module] = {}
         for k, kw in self.tower_kwargs.items():
             side = self.side.get(k, {})
             feats = side.get("features", kw.get("features")) if "features" in self.parts else None
             cats = side.get("categories") if "categories" in self.parts else None
-            towers[k] = FusionTower(kw["num_entities"], self.dim, self.fusion,
-                                    text=self.texts.get(k) if "text" in self.parts else None, features=feats,
-                                    categories=cats or None, use_id="id" in self.parts and kw.get("use_id", True))  # fmt: skip
+            towers[k] = FusionTower(
+                kw["num_entities"],
+                self.dim,
+                self.fusion,
+                text=self.texts.get(k) if "text" in self.parts else None,
+                features=feats,
+                categories=cats or None,
+                use_id="id" in self.parts and kw.get("use_id", True),
+            )
         return towers
 
 
-def fusion_bundle(bundle: TaskBundle, fusion: str = "sum", parts: Sequence[str] = ("id", "text"),
-                  side: dict | None = None, **changes) -> FusionBundle:  # fmt: skip
+def fusion_bundle(
+    bundle: TaskBundle,
+    fusion: str = "sum",
+    parts: Sequence[str] = ("id", "text"),
+    side: dict | None = None,
+    **changes,
+) -> FusionBundle:
     """``bundle`` with fusion towers: same tasks, loaders and text modules.
 
     Args:

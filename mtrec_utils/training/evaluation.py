@@ -9,6 +9,7 @@ rated in training with -inf, and hands the matrix to :mod:`mtrec_utils.core.metr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,8 +31,9 @@ def ranking_scores(
     """(U, I) scores of ``data.users`` for every item, training items set to -inf."""
     device = next(model.parameters(), torch.empty(0)).device
     users, num_items = data.users.to(device), num_items or data.exclude.shape[1]
-    if hasattr(model, "score_items"):
-        scores = model.score_items(task.name, users, num_items)
+    score_items = getattr(model, "score_items", None)  # e.g. MultiTaskModel's chunked scorer
+    if score_items is not None:
+        scores = score_items(task.name, users, num_items)
     else:
         rows = []
         for u in users.split(64):
@@ -47,12 +49,12 @@ def ranking_scores(
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, tasks: Sequence[Task], data: Mapping[str, object], device=None
+    model: torch.nn.Module, tasks: Sequence[Task], data: Mapping[str, Any], device=None
 ) -> dict[str, float]:
     """Metrics of every task on ``data`` (``{data name: DataLoader or RankingEval}``), keyed ``"<task>/<metric>"``."""
     model.eval()
     device = device or next(model.parameters(), torch.empty(0)).device
-    results = {}
+    results: dict[str, float] = {}
     for t in [t for t in tasks if t.kind == "ranking"]:
         scores = ranking_scores(model, t, data[t.data])
         for m in t.metrics:
@@ -61,7 +63,8 @@ def evaluate(
             results[f"{t.name}/{m}"] = fn(scores, data[t.data].positives, int(k))
     for s in sorted({t.data for t in tasks if t.kind != "ranking"}):
         group = [t for t in tasks if t.data == s and t.kind != "ranking"]
-        preds, labels = {t.name: [] for t in group}, {t.name: [] for t in group}
+        preds: dict[str, list[np.ndarray]] = {t.name: [] for t in group}
+        labels: dict[str, list[np.ndarray]] = {t.name: [] for t in group}
         for batch in data[s]:
             batch = _to(batch, device)
             out = model(batch, [t.name for t in group])

@@ -41,15 +41,33 @@ class RunResult:
     model: torch.nn.Module
 
 
-def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int = 0, arch: str = "hard",
-                   strategy: str = "ew", schedule: str = "joint", epochs: int = 5, lr: float = 2e-3,
-                   encoder_lr: float | None = None, weight_decay: float = 0.0, patience: int | None = 2,
-                   monitor: str | None = None, hidden: int = 128, dropout: float = 0.1,
-                   cosine_every: int | None = None, tb_dir: str | Path | None = None,
-                   checkpoint_path: str | Path | None = None, device: str = "auto", mixed_precision: str = "no",
-                   strategy_kwargs: Mapping | None = None, progress: bool = False,
-                   state_path: str | Path | None = None, log: TrainingLog | None = None,
-                   callbacks: Sequence = ()) -> RunResult:  # fmt: skip
+def run_experiment(
+    bundle: TaskBundle,
+    task_names: Sequence[str],
+    *,
+    seed: int = 0,
+    arch: str = "hard",
+    strategy: str = "ew",
+    schedule: str = "joint",
+    epochs: int = 5,
+    lr: float = 2e-3,
+    encoder_lr: float | None = None,
+    weight_decay: float = 0.0,
+    patience: int | None = 2,
+    monitor: str | None = None,
+    hidden: int = 128,
+    dropout: float = 0.1,
+    cosine_every: int | None = None,
+    tb_dir: str | Path | None = None,
+    checkpoint_path: str | Path | None = None,
+    device: str = "auto",
+    mixed_precision: str = "no",
+    strategy_kwargs: Mapping | None = None,
+    progress: bool = False,
+    state_path: str | Path | None = None,
+    log: TrainingLog | None = None,
+    callbacks: Sequence = (),
+) -> RunResult:
     """Train one model on ``task_names`` of ``bundle`` and evaluate it on the test split.
 
     Args:
@@ -86,18 +104,35 @@ def run_experiment(bundle: TaskBundle, task_names: Sequence[str], *, seed: int =
     weighting = get_strategy(strategy, num_tasks=len(tasks), **kwargs)
     log = log if log is not None else TrainingLog()
     start = time.perf_counter()
-    history = fit(model, tasks, bundle.train, bundle.val, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
-                  weight_decay=weight_decay, strategy=weighting, monitor=monitor, patience=patience,
-                  checkpoint_path=checkpoint_path, tb_dir=tb_dir, device=device, mixed_precision=mixed_precision,
-                  progress=progress, epoch_fn=make_epoch_fn(schedule, log, cosine_every, bundle.generator),
-                  state_path=state_path, callbacks=callbacks)  # fmt: skip
+    history = fit(
+        model,
+        tasks,
+        bundle.train,
+        bundle.val,
+        epochs=epochs,
+        lr=lr,
+        encoder_lr=encoder_lr,
+        weight_decay=weight_decay,
+        strategy=weighting,
+        monitor=monitor,
+        patience=patience,
+        checkpoint_path=checkpoint_path,
+        tb_dir=tb_dir,
+        device=device,
+        mixed_precision=mixed_precision,
+        progress=progress,
+        epoch_fn=make_epoch_fn(schedule, log, cosine_every, bundle.generator),
+        state_path=state_path,
+        callbacks=callbacks,
+    )
     seconds = time.perf_counter() - start
     test = evaluate(model, tasks, bundle.test)
     return RunResult(history=history, log=log, test=test, seconds=seconds, model=model)
 
 
-def run_seeds(bundle: TaskBundle, settings: Mapping[str, Mapping], seeds: Sequence[int],
-              progress: bool = True, **common) -> pd.DataFrame:  # fmt: skip
+def run_seeds(
+    bundle: TaskBundle, settings: Mapping[str, Mapping], seeds: Sequence[int], progress: bool = True, **common
+) -> pd.DataFrame:
     """Run every setting for every seed; one row per (setting, seed, metric).
 
     Args:
@@ -124,8 +159,19 @@ def run_seeds(bundle: TaskBundle, settings: Mapping[str, Mapping], seeds: Sequen
 
 def result_rows(label: str, seed: int, result: RunResult) -> pd.DataFrame:
     """The test metrics of one run as rows of :func:`run_seeds`'s table."""
-    return pd.DataFrame([{"setting": label, "seed": seed, "metric": m, "value": v, "seconds": result.seconds,
-                          "best_epoch": result.history.attrs["best_epoch"]} for m, v in result.test.items()])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "setting": label,
+                "seed": seed,
+                "metric": m,
+                "value": v,
+                "seconds": result.seconds,
+                "best_epoch": result.history.attrs["best_epoch"],
+            }
+            for m, v in result.test.items()
+        ]
+    )
 
 
 # metric names recorded by notebook 04: (dataset, "<task>/<metric>") -> record() name stem
@@ -148,22 +194,22 @@ def metrics_to_record(dataset: str, results: pd.DataFrame, setting: str, suffix:
     stats = summarize(results)
     out = {}
     for (ds, metric), stem in RECORD_NAMES.items():
-        if ds == dataset and (setting, metric) in stats.index:
-            row = stats.loc[(setting, metric)]
-            out[f"{stem}_{suffix}"] = float(row["mean"])
-            if row["n"] > 1:
-                out[f"{stem}_{suffix}_std"] = float(row["std"])
+        key = (setting, metric)
+        if ds == dataset and key in stats.index:
+            out[f"{stem}_{suffix}"] = float(stats["mean"].loc[key])
+            if stats["n"].loc[key] > 1:
+                out[f"{stem}_{suffix}_std"] = float(stats["std"].loc[key])
     return out
 
 
 def best_setting(results: pd.DataFrame, metric: str, settings: Sequence[str]) -> tuple[str, float]:
     """The setting among ``settings`` with the best mean ``metric`` (lowest for rmse/mae/logloss)."""
     stats = summarize(results)
-    means = {s: float(stats.loc[(s, metric), "mean"]) for s in settings if (s, metric) in stats.index}
+    means = {s: float(stats["mean"].loc[(s, metric)]) for s in settings if (s, metric) in stats.index}
     if not means:
         raise ValueError(f"metric={metric!r} was not measured for any of {list(settings)}")
     pick = min if metric.split("/")[1] in LOWER_IS_BETTER else max
-    label = pick(means, key=means.get)
+    label = pick(means, key=means.__getitem__)
     return label, means[label]
 
 

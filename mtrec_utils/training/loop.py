@@ -36,18 +36,23 @@ from mtrec_utils.models.towers import EncoderText
 from mtrec_utils.training.evaluation import _to, evaluate, ranking_scores
 from mtrec_utils.training.resume import (
     NonFiniteLossError,
-    capture_random_state,
+    TrainingState,
     check_finite_losses,
-    cpu_state,
     out_of_memory_help,
-    random_sources,
-    resume_into,
-    run_config,
-    save_training_state,
 )
 
-__all__ = ["EarlyStopping", "check_task_data", "evaluate", "fit", "load_checkpoint", "make_accelerator",
-           "param_groups", "ranking_scores", "save_checkpoint", "train_one_epoch"]  # fmt: skip
+__all__ = [
+    "EarlyStopping",
+    "check_task_data",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "make_accelerator",
+    "param_groups",
+    "ranking_scores",
+    "save_checkpoint",
+    "train_one_epoch",
+]
 
 
 @dataclass
@@ -174,8 +179,8 @@ def train_one_epoch(
         weight_sums += result.weights.detach().float().cpu().numpy()
         step += 1
         bar.set_postfix(loss=f"{result.loss.detach().item():.4f}")
-    stats = {f"loss/{n}": v / n_steps for n, v in zip(names, sums)}
-    stats.update({f"weight/{n}": v / n_steps for n, v in zip(names, weight_sums)})
+    stats = {f"loss/{n}": float(v / n_steps) for n, v in zip(names, sums)}
+    stats.update({f"weight/{n}": float(v / n_steps) for n, v in zip(names, weight_sums)})
     return stats, step
 
 
@@ -205,8 +210,11 @@ def check_fit_arguments(
     check_positive("epochs", epochs, integer=True)
     check_positive("lr", lr)
     check_positive("gradient_accumulation_steps", gradient_accumulation_steps, integer=True)
-    for name, value, integer in (("encoder_lr", encoder_lr, False), ("patience", patience, True),
-                                 ("max_grad_norm", max_grad_norm, False)):  # fmt: skip
+    for name, value, integer in (
+        ("encoder_lr", encoder_lr, False),
+        ("patience", patience, True),
+        ("max_grad_norm", max_grad_norm, False),
+    ):
         if value is not None:
             check_positive(name, value, integer=integer)
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
@@ -274,39 +282,16 @@ def fit(
     check_fit_arguments(
         epochs, lr, encoder_lr, weight_decay, patience, gradient_accumulation_steps, max_grad_norm
     )
-    check_task_data(tasks, train_loaders, "training")
-    check_task_data(tasks, val_data, "validation")
-    monitor = monitor or f"{tasks[0].name}/{tasks[0].monitor}"
-    task_of = {t.name: t for t in tasks}
-    mon_task, _, mon_metric = monitor.partition("/")
-    if mon_task not in task_of or mon_metric not in task_of[mon_task].metrics:
-        raise ValueError(
-            f"monitor={monitor!r} is not '<task>/<metric>' of these tasks: {[t.name + '/' + m for t in tasks for m in t.metrics]}"
-        )
+    monitor, higher_is_better = _check_data_and_monitor(tasks, train_loaders, val_data, monitor)
     accelerator = make_accelerator(device, mixed_precision, gradient_accumulation_steps)
-    if strategy is not None:
-        strategy.to(accelerator.device)
-    optimizer = torch.optim.AdamW(param_groups(model, lr, encoder_lr, weight_decay), lr=lr)
-    if strategy is not None and list(strategy.parameters()):
-        optimizer.add_param_group({"params": list(strategy.parameters()), "lr": lr, "weight_decay": 0.0})
+    optimizer = _optimizer(model, strategy, lr, encoder_lr, weight_decay, accelerator.device)
     model, optimizer = accelerator.prepare(model, optimizer)
-    stopper = EarlyStopping(patience or epochs + 1, task_of[mon_task].higher_is_better(mon_metric))
-    writer = None
-    if tb_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(tb_dir))
-    best_state, rows, step, first = None, [], 0, 1
-    generators = random_sources(train_loaders, [strategy] if strategy is not None else [])
-    config = run_config(accelerator.unwrap_model(model), tasks, strategy, epochs, lr, encoder_lr, weight_decay,
-                         monitor, patience)  # fmt: skip
-    if state_path is not None and Path(state_path).exists():
-        state = resume_into(
-            state_path, config, accelerator.unwrap_model(model), optimizer, strategy, stopper, generators
-        )
-        best_state, rows, step, first = state["best"], state["history"], state["step"], state["epoch"] + 1
-        if state["done"]:
-            first = epochs + 1
+    stopper = EarlyStopping(patience or epochs + 1, higher_is_better)
+    board = _TensorBoard(tb_dir)
+    settings = (epochs, lr, encoder_lr, weight_decay, monitor, patience)
+    unwrapped = accelerator.unwrap_model(model)
+    saved = TrainingState(state_path, unwrapped, optimizer, strategy, stopper, train_loaders, tasks, settings)
+    first, step, rows, best_state = saved.resume(epochs)
     bar = tqdm(range(first, epochs + 1), desc="epochs", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
@@ -316,44 +301,106 @@ def fit(
             )
             val = evaluate(model, tasks, val_data, accelerator.device)
         except NonFiniteLossError as err:
-            last = str(checkpoint_path) if checkpoint_path is not None and stopper.best_epoch >= 1 else None
-            raise err.with_checkpoint(last or (str(state_path) if rows and state_path else None)) from None
+            raise err.with_checkpoint(_last_good(checkpoint_path, stopper, state_path, rows)) from None
         except torch.cuda.OutOfMemoryError as err:
             raise out_of_memory_help(err, _batch_size(train_loaders)) from err
-        row = {"epoch": epoch, "step": step, "seconds": time.perf_counter() - start, **stats}
-        row.update({f"val/{k}": v for k, v in val.items()})
-        rows.append({k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()})
-        if writer is not None:
-            for k, v in row.items():
-                if k not in ("epoch", "step"):
-                    writer.add_scalar(k, v, epoch)
+        rows.append(_history_row(epoch, step, time.perf_counter() - start, stats, val))
+        board.log(rows[-1], epoch)
         if stopper.step(val[monitor], epoch):
-            unwrapped = accelerator.unwrap_model(model)
-            if checkpoint_path is not None:
-                save_checkpoint(unwrapped, checkpoint_path)
-            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+            best_state = _keep_best(accelerator.unwrap_model(model), checkpoint_path)
         bar.set_postfix({monitor: f"{val[monitor]:.4f}", "best": f"{stopper.best:.4f}"})
         history = pd.DataFrame(rows)
         stop = [cb(history) for cb in callbacks]
         done = stopper.should_stop or any(stop) or epoch == epochs
-        if state_path is not None:
-            save_training_state(state_path, {
-                "config": config, "epoch": epoch, "step": step, "done": done, "history": rows,
-                "model": cpu_state(accelerator.unwrap_model(model).state_dict()), "optimizer": optimizer.state_dict(),
-                "strategy": strategy.state_dict() if strategy is not None else {}, "best": best_state,
-                "stopper": [stopper.best, stopper.best_epoch, stopper.bad_epochs],
-                "random": capture_random_state(generators)})  # fmt: skip
+        saved.save(epoch, step, done, rows, best_state)
         if done:
             break
-    if writer is not None:
-        writer.close()
+    board.close()
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drops the autocast wrapper
+    return _finish(unwrapped, best_state, rows, stopper, monitor, checkpoint_path)
+
+
+def _check_data_and_monitor(
+    tasks: Sequence[Task], train_loaders, val_data, monitor: str | None
+) -> tuple[str, bool]:
+    """Check both data parts (:func:`check_task_data`) and ``monitor`` (default: the first task's).
+
+    Returns:
+        ``(monitor, higher_is_better)``.
+    """
+    check_task_data(tasks, train_loaders, "training")
+    check_task_data(tasks, val_data, "validation")
+    monitor = monitor or f"{tasks[0].name}/{tasks[0].monitor}"
+    task_of = {t.name: t for t in tasks}
+    mon_task, _, mon_metric = monitor.partition("/")
+    if mon_task not in task_of or mon_metric not in task_of[mon_task].metrics:
+        raise ValueError(
+            f"monitor={monitor!r} is not '<task>/<metric>' of these tasks: {[t.name + '/' + m for t in tasks for m in t.metrics]}"
+        )
+    return monitor, task_of[mon_task].higher_is_better(mon_metric)
+
+
+def _optimizer(model, strategy, lr, encoder_lr, weight_decay, device) -> torch.optim.Optimizer:
+    """AdamW over the model's groups (:func:`param_groups`) and a learned strategy's parameters."""
+    if strategy is not None:
+        strategy.to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, lr, encoder_lr, weight_decay), lr=lr)
+    if strategy is not None and list(strategy.parameters()):
+        optimizer.add_param_group({"params": list(strategy.parameters()), "lr": lr, "weight_decay": 0.0})
+    return optimizer
+
+
+class _TensorBoard:
+    """TensorBoard scalars of each epoch's history row, or nothing when ``log_dir`` is ``None``."""
+
+    def __init__(self, log_dir: str | Path | None):
+        self.writer = None
+        if log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def log(self, row: Mapping[str, object], epoch: int) -> None:
+        if self.writer is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    self.writer.add_scalar(k, v, epoch)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _history_row(epoch: int, step: int, seconds: float, stats: Mapping, val: Mapping) -> dict:
+    """One epoch's history row, with NumPy floats made plain floats."""
+    row = {"epoch": epoch, "step": step, "seconds": seconds, **stats}
+    row.update({f"val/{k}": v for k, v in val.items()})
+    return {k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()}
+
+
+def _keep_best(model: torch.nn.Module, checkpoint_path: str | Path | None) -> dict[str, torch.Tensor]:
+    """Write the new best weights to ``checkpoint_path`` (if given) and return a copy of them."""
+    if checkpoint_path is not None:
+        save_checkpoint(model, checkpoint_path)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _finish(model, best_state, rows, stopper: EarlyStopping, monitor: str, checkpoint_path) -> pd.DataFrame:
+    """Load the best weights (if any) into ``model``; the history with its ``attrs``."""
     if best_state is not None:
-        unwrapped.load_state_dict(best_state)
+        model.load_state_dict(best_state)
     history = pd.DataFrame(rows)
-    history.attrs.update(best_epoch=stopper.best_epoch, best_value=stopper.best, monitor=monitor,
-                         checkpoint=str(checkpoint_path) if checkpoint_path else None)  # fmt: skip
+    checkpoint = str(checkpoint_path) if checkpoint_path else None
+    history.attrs.update(
+        best_epoch=stopper.best_epoch, best_value=stopper.best, monitor=monitor, checkpoint=checkpoint
+    )
     return history
+
+
+def _last_good(checkpoint_path, stopper: EarlyStopping, state_path, rows: list) -> str | None:
+    """Where the last good weights are: the best checkpoint, else the state file, else nowhere."""
+    last = str(checkpoint_path) if checkpoint_path is not None and stopper.best_epoch >= 1 else None
+    return last or (str(state_path) if rows and state_path else None)
 
 
 def _batch_size(loaders: Mapping[str, object]) -> int | None:

@@ -13,6 +13,9 @@ tensors, numbers, strings, lists and dicts only, so loading it never runs code.
 
 Also here: :class:`NonFiniteLossError` (a NaN or Inf task loss stops training at once, naming the
 step, the task and the last good checkpoint) and :func:`out_of_memory_help`.
+
+:class:`TrainingState` is the one object ``fit`` talks to: ``resume(epochs)`` says where to start,
+``save(epoch, step, done, history, best)`` writes the state after an epoch.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import io
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -89,7 +93,7 @@ def _parts(loader) -> list:
 
 def capture_random_state(generators: Sequence[torch.Generator]) -> dict:
     """Every random state a run depends on, as tensors and plain numbers."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(tuple, np.random.get_state())  # the legacy tuple form
     version, internal, gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
@@ -98,7 +102,7 @@ def capture_random_state(generators: Sequence[torch.Generator]) -> dict:
             "pos": int(pos),
             "has_gauss": int(has_gauss),
             "cached": float(cached),
-        },  # fmt: skip
+        },
         "python": {"version": version, "internal": list(internal), "gauss": gauss},
         "generators": [g.get_state() for g in generators],
     }
@@ -180,3 +184,53 @@ def resume_into(path, config, model, optimizer, strategy, stopper, generators) -
     stopper.best, stopper.best_epoch, stopper.bad_epochs = state["stopper"]
     restore_random_state(state["random"], generators)
     return state
+
+
+class Resumed(NamedTuple):
+    """Where a run starts: its first epoch, its step count, the history so far and the best weights."""
+
+    first_epoch: int
+    step: int
+    history: list[dict]
+    best: dict[str, torch.Tensor] | None
+
+
+class TrainingState:
+    """The resume bookkeeping of one ``fit`` run: its state file and the objects the file restores.
+
+    Args:
+        path: the state file, or ``None`` (nothing is resumed or saved).
+        model: the (unwrapped) model; optimizer: its optimizer.
+        strategy: the weighting strategy, or ``None``; stopper: the run's ``EarlyStopping``.
+        loaders: the training loaders (their random generators are saved and restored).
+        tasks, settings: what must match for a file to belong to this run (see :func:`run_config`).
+    """
+
+    def __init__(self, path, model, optimizer, strategy, stopper, loaders, tasks, settings: Sequence):
+        self.path, self.model, self.optimizer = path, model, optimizer
+        self.strategy, self.stopper = strategy, stopper
+        self.generators = random_sources(loaders, [strategy] if strategy is not None else [])
+        self.config = run_config(model, tasks, strategy, *settings)
+
+    def resume(self, epochs: int) -> Resumed:
+        """Load the state file, if there is one, into the run's objects; say where to start."""
+        if self.path is None or not Path(self.path).exists():
+            return Resumed(1, 0, [], None)
+        state = resume_into(
+            self.path, self.config, self.model, self.optimizer, self.strategy, self.stopper, self.generators
+        )
+        first = epochs + 1 if state["done"] else state["epoch"] + 1
+        return Resumed(first, state["step"], state["history"], state["best"])
+
+    def save(self, epoch: int, step: int, done: bool, history: list[dict], best) -> None:
+        """Write the state after ``epoch`` (``done``: training is over); nothing without a path."""
+        if self.path is None:
+            return
+        state = {"config": self.config, "epoch": epoch, "step": step, "done": done, "history": history}
+        state["model"] = cpu_state(self.model.state_dict())
+        state["optimizer"] = self.optimizer.state_dict()
+        state["strategy"] = self.strategy.state_dict() if self.strategy is not None else {}
+        state["best"] = best
+        state["stopper"] = [self.stopper.best, self.stopper.best_epoch, self.stopper.bad_epochs]
+        state["random"] = capture_random_state(self.generators)
+        save_training_state(self.path, state)

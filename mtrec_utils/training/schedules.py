@@ -20,9 +20,11 @@ task gradients on the shared parameters, to a :class:`TrainingLog`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -112,8 +114,12 @@ def task_losses(model: torch.nn.Module, tasks: Sequence[Task], batches: Mapping[
     return torch.stack([task_loss(t, out[t.name], batches[t.data][t.label]) for t in tasks])
 
 
-def gradient_cosines(model: torch.nn.Module, tasks: Sequence[Task], batches: Mapping[str, dict],
-                     shared: Sequence[torch.Tensor] | None = None) -> np.ndarray:  # fmt: skip
+def gradient_cosines(
+    model: torch.nn.Module,
+    tasks: Sequence[Task],
+    batches: Mapping[str, dict],
+    shared: Sequence[torch.Tensor] | None = None,
+) -> np.ndarray:
     """Cosine similarity between the tasks' gradients on the shared parameters.
 
     Args:
@@ -126,7 +132,9 @@ def gradient_cosines(model: torch.nn.Module, tasks: Sequence[Task], batches: Map
         ``(k, k)`` matrix; entry ``(a, b)`` is ``cos(grad L_a, grad L_b)`` (NaN if a gradient is 0).
         Dropout is off while measuring, so the value depends on the weights only.
     """
-    shared = list(shared if shared is not None else model.shared_parameters())
+    if shared is None:  # shared_parameters() is the multi-task model's method, not nn.Module's
+        shared = cast(Any, model).shared_parameters()
+    shared = list(shared)
     was_training = model.training
     model.eval()
     try:
@@ -139,10 +147,22 @@ def gradient_cosines(model: torch.nn.Module, tasks: Sequence[Task], batches: Map
     return cos.cpu().numpy()
 
 
-def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.utils.data.DataLoader], optimizer,
-                    accelerator, strategy=None, step: int = 0, max_grad_norm: float | None = None,
-                    progress: bool = True, *, schedule: str = "joint", log: TrainingLog | None = None,
-                    cosine_every: int | None = None, generator: torch.Generator | None = None):  # fmt: skip
+def scheduled_epoch(
+    model,
+    tasks: Sequence[Task],
+    loaders: Mapping[str, torch.utils.data.DataLoader],
+    optimizer,
+    accelerator,
+    strategy=None,
+    step: int = 0,
+    max_grad_norm: float | None = None,
+    progress: bool = True,
+    *,
+    schedule: str = "joint",
+    log: TrainingLog | None = None,
+    cosine_every: int | None = None,
+    generator: torch.Generator | None = None,
+):
     """One epoch under ``schedule``; same arguments and return value as ``train_one_epoch``.
 
     ``"joint"`` runs ``max(len(loader))`` steps, each on every task's loss combined by ``strategy``;
@@ -154,6 +174,7 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
     strategy = strategy or EqualWeighting(len(tasks))
     sources = sorted({t.data for t in tasks})
     iters = {s: _restarting(loaders[s]) for s in sources}
+    plan: Sequence[int | None]  # per step: None (joint: every task) or the one task's index
     if schedule == "joint":
         plan = [None] * max(len(loaders[s]) for s in sources)
     else:
@@ -195,9 +216,13 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
             if log.on_step is not None:
                 log.on_step(row)
             if cosine_every and step % cosine_every == 0 and len(tasks) > 1:
+                assert log.probe is not None  # drawn before the first step whenever cosine_every is set
                 cos = gradient_cosines(model, tasks, log.probe, shared)
-                log.rows.append({"step": step, **{f"cos/{a.name}|{b.name}": float(cos[i, j])
-                                                  for i, a in enumerate(tasks) for j, b in enumerate(tasks) if i < j}})  # fmt: skip
+                cosines = {
+                    f"cos/{tasks[i].name}|{tasks[j].name}": float(cos[i, j])
+                    for i, j in itertools.combinations(range(len(tasks)), 2)
+                }
+                log.rows.append({"step": step, **cosines})
         step += 1
         done += 1
     stats = {f"loss/{t.name}": s / max(c, 1) for t, s, c in zip(tasks, sums, counts)}
@@ -205,8 +230,12 @@ def scheduled_epoch(model, tasks: Sequence[Task], loaders: Mapping[str, torch.ut
     return stats, step
 
 
-def make_epoch_fn(schedule: str = "joint", log: TrainingLog | None = None, cosine_every: int | None = None,
-                  generator: torch.Generator | None = None) -> Callable:  # fmt: skip
+def make_epoch_fn(
+    schedule: str = "joint",
+    log: TrainingLog | None = None,
+    cosine_every: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Callable:
     """:func:`scheduled_epoch` with its options bound, for ``fit(..., epoch_fn=...)``.
 
     Args:

@@ -38,8 +38,11 @@ def draw_click_curve(table: pd.DataFrame, eta: float, figure: Figure | None = No
     exam = examination_curve(len(table), eta)
     scale = float(table["ctr"].iloc[0]) / exam[0] if exam[0] > 0 else 1.0
     ax.plot(table.index, exam * scale, ":", color="tab:red", label=f"(1/k)^{eta:g}, scaled to position 1")
-    ax.set(xlabel="position k (1 = top)", ylabel="click rate (clicks / impression)",
-           title=f"{int(table['impressions'].sum()):,} impressions, eta = {eta:g}")  # fmt: skip
+    ax.set(
+        xlabel="position k (1 = top)",
+        ylabel="click rate (clicks / impression)",
+        title=f"{int(table['impressions'].sum()):,} impressions, eta = {eta:g}",
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -55,18 +58,26 @@ class SimulatorControls:
         eta, click_noise, slate_size: starting values.
     """
 
-    def __init__(self, simulate: Callable[..., pd.DataFrame], eta: float = 1.0, click_noise: float = 0.1,
-                 slate_size: int = 10) -> None:  # fmt: skip
+    def __init__(
+        self,
+        simulate: Callable[..., pd.DataFrame],
+        eta: float = 1.0,
+        click_noise: float = 0.1,
+        slate_size: int = 10,
+    ) -> None:
         import ipywidgets as widgets
 
         self.simulate = simulate
-        style = {"description_width": "initial"}
-        self.eta = widgets.FloatSlider(value=eta, min=0.0, max=2.0, step=0.1, description="eta (position bias)",
-                                       continuous_update=False, style=style)  # fmt: skip
-        self.noise = widgets.FloatSlider(value=click_noise, min=0.0, max=0.5, step=0.05,
-                                         description="click noise", continuous_update=False, style=style)  # fmt: skip
-        self.slate = widgets.IntSlider(value=slate_size, min=3, max=20, description="slate size",
-                                       continuous_update=False, style=style)  # fmt: skip
+        on_release = {"continuous_update": False, "style": {"description_width": "initial"}}
+        self.eta = widgets.FloatSlider(
+            value=eta, min=0.0, max=2.0, step=0.1, description="eta (position bias)", **on_release
+        )
+        self.noise = widgets.FloatSlider(
+            value=click_noise, min=0.0, max=0.5, step=0.05, description="click noise", **on_release
+        )
+        self.slate = widgets.IntSlider(
+            value=slate_size, min=3, max=20, description="slate size", **on_release
+        )
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="700px"))
         self.widget = widgets.VBox([widgets.HBox([self.eta, self.noise, self.slate]), self.image])
         self.figure = Figure(figsize=(6.5, 3.8))
@@ -107,8 +118,18 @@ class UserRecommender:
     task: str = "interest"
 
     @classmethod
-    def build(cls, model, user_ids, titles: Sequence[str], train_user, train_item, train_like,
-              rated_user=None, rated_item=None, task: str = "interest") -> UserRecommender:  # fmt: skip
+    def build(
+        cls,
+        model,
+        user_ids,
+        titles: Sequence[str],
+        train_user,
+        train_item,
+        train_like,
+        rated_user=None,
+        rated_item=None,
+        task: str = "interest",
+    ) -> UserRecommender:
         """From training rows given as user row indices, item indices and like labels (all (N,)).
 
         ``rated_user``/``rated_item`` (M,) are the pairs never to recommend (default: the training rows),
@@ -117,8 +138,8 @@ class UserRecommender:
         model = model.cpu().eval()
         with torch.no_grad():
             vectors = model.towers["item"](torch.arange(len(titles)))  # (num_items, d)
-        frame = pd.DataFrame({"u": np.asarray(train_user), "i": np.asarray(train_item),
-                              "like": np.asarray(train_like)})  # fmt: skip
+        rows = {"u": train_user, "i": train_item, "like": train_like}
+        frame = pd.DataFrame({k: np.asarray(v) for k, v in rows.items()})
         seen = (
             frame
             if rated_user is None
@@ -132,8 +153,10 @@ class UserRecommender:
         """The row index of MovieLens ``user_id``; ValueError naming the valid range otherwise."""
         rows = np.flatnonzero(self.user_ids == user_id)
         if len(rows) == 0:
-            raise ValueError(f"user_id={user_id!r} is not a MovieLens user; choose one of "
-                             f"{int(self.user_ids.min())}..{int(self.user_ids.max())}")  # fmt: skip
+            raise ValueError(
+                f"user_id={user_id!r} is not a MovieLens user; choose one of "
+                f"{int(self.user_ids.min())}..{int(self.user_ids.max())}"
+            )
         return int(rows[0])
 
     def history(self, user_id: int) -> list[str]:
@@ -162,8 +185,10 @@ class RecommendForUser:
         import ipywidgets as widgets
 
         self.recommender, self.k = recommender, k
-        self.user = widgets.BoundedIntText(value=user_id, min=int(recommender.user_ids.min()),
-                                           max=int(recommender.user_ids.max()), description="user id")  # fmt: skip
+        ids = recommender.user_ids
+        self.user = widgets.BoundedIntText(
+            value=user_id, min=int(ids.min()), max=int(ids.max()), description="user id"
+        )
         self.button = widgets.Button(description="recommend", icon="search")
         self.html = widgets.HTML()
         self.widget = widgets.VBox([widgets.HBox([self.user, self.button]), self.html])
@@ -176,8 +201,10 @@ class RecommendForUser:
         history = self.recommender.history(user_id)
         shown = "; ".join(history[:8]) + (f" ... ({len(history)} in all)" if len(history) > 8 else "")
         table = self.recommender.recommend(user_id, self.k)
-        return (f"<b>user {user_id}</b> liked in training: {shown or '(nothing yet: a cold user)'}"
-                f"{table.to_html(float_format=lambda x: f'{x:.3f}')}")  # fmt: skip
+        return (
+            f"<b>user {user_id}</b> liked in training: {shown or '(nothing yet: a cold user)'}"
+            f"{table.to_html(float_format=lambda x: f'{x:.3f}')}"
+        )
 
     def show(self, user_id: int) -> None:
         self.html.value = self.render(user_id)

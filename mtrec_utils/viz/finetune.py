@@ -25,8 +25,9 @@ def comparison_table(results: Sequence) -> pd.DataFrame:
     return table
 
 
-def plot_quality_vs_params(table: pd.DataFrame, metric: str = "test_recommended_auc",
-                           path: str | Path | None = None) -> plt.Figure:  # fmt: skip
+def plot_quality_vs_params(
+    table: pd.DataFrame, metric: str = "test_recommended_auc", path: str | Path | None = None
+) -> plt.Figure:
     """Scatter of ``metric`` against trainable encoder parameters (log scale; frozen drawn at 1)."""
     if metric not in table.columns:
         raise ValueError(f"metric={metric!r} is not a column; choose from {list(table.columns)}")
@@ -70,8 +71,10 @@ def describe_task_specific(shared: Mapping[str, float], per_task: Mapping[str, f
     for col, (label, higher) in TEST_METRICS.items():
         delta = per_task[col] - shared[col]
         better = delta > 0 if higher else delta < 0
-        lines.append(f"{label}: per-task {per_task[col]:.3f} vs shared {shared[col]:.3f} "
-                     f"({'better' if better else 'not better'} with per-task modules)")  # fmt: skip
+        lines.append(
+            f"{label}: per-task {per_task[col]:.3f} vs shared {shared[col]:.3f} "
+            f"({'better' if better else 'not better'} with per-task modules)"
+        )
     lines.append(
         f"Cost: {per_task['trainable'] / shared['trainable']:.1f}x the trainable weights and "
         f"{per_task['step_seconds'] / shared['step_seconds']:.1f}x the step time (one encoder pass per task)."
@@ -98,8 +101,9 @@ def plot_profile(tables: Mapping[str, pd.DataFrame], path: str | Path | None = N
     return fig
 
 
-def plot_sweep(table: pd.DataFrame, metric: str, params: Sequence[str],
-               path: str | Path | None = None) -> plt.Figure:  # fmt: skip
+def plot_sweep(
+    table: pd.DataFrame, metric: str, params: Sequence[str], path: str | Path | None = None
+) -> plt.Figure:
     """Bar per sweep point: ``metric`` with the point's ``params`` as the bar label."""
     if metric not in table.columns:
         raise ValueError(f"metric={metric!r} is not a column; choose from {list(table.columns)}")

@@ -20,8 +20,15 @@ def smooth(values: pd.Series, window: int) -> pd.Series:
     return values if window <= 1 else values.rolling(window, center=True, min_periods=1).mean()
 
 
-def plot_step_curves(frame: pd.DataFrame, prefix: str, ax=None, ylabel: str = "value", window: int = 1,
-                     title: str | None = None, log_y: bool = False):  # fmt: skip
+def plot_step_curves(
+    frame: pd.DataFrame,
+    prefix: str,
+    ax=None,
+    ylabel: str = "value",
+    window: int = 1,
+    title: str | None = None,
+    log_y: bool = False,
+):
     """One line per column ``<prefix><task>`` of a training-log frame, against the training step.
 
     Args:
@@ -55,16 +62,23 @@ def plot_step_curves(frame: pd.DataFrame, prefix: str, ax=None, ylabel: str = "v
     return ax
 
 
-def plot_validation(histories: dict[str, pd.DataFrame], column: str, ax=None, ylabel: str | None = None,
-                    mark_best: bool = True):  # fmt: skip
+def plot_validation(
+    histories: dict[str, pd.DataFrame],
+    column: str,
+    ax=None,
+    ylabel: str | None = None,
+    mark_best: bool = True,
+):
     """Validation ``column`` per epoch of several runs (``{label: fit history}``), best epochs marked."""
     ax = _axes(ax)
     for label, h in histories.items():
         line = ax.plot(h["epoch"], h[column], marker="o", label=label)[0]
         best = h.attrs.get("best_epoch")
         if mark_best and best in set(h["epoch"]):
-            ax.scatter([best], h.loc[h["epoch"] == best, column], s=120, facecolors="none",
-                       edgecolors=line.get_color(), linewidths=2)  # fmt: skip
+            best_value = h.loc[h["epoch"] == best, column]
+            ax.scatter(
+                [best], best_value, s=120, facecolors="none", edgecolors=line.get_color(), linewidths=2
+            )
     ax.set(xlabel="epoch", ylabel=ylabel or column, title=f"{column} (circled: best epoch, restored)")
     ax.legend(fontsize=8)
     return ax

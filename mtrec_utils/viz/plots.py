@@ -59,8 +59,12 @@ def plot_user_activity(user_counts, ax=None, bins: int = 40, title: str = "User 
     return ax
 
 
-def plot_token_lengths(lengths: Mapping[str, Sequence[int]], ax=None, limit: int | None = 128,
-                       title: str = "Text lengths in tokens"):  # fmt: skip
+def plot_token_lengths(
+    lengths: Mapping[str, Sequence[int]],
+    ax=None,
+    limit: int | None = 128,
+    title: str = "Text lengths in tokens",
+):
     """Overlaid histograms of token counts per text kind, with the padding limit marked."""
     ax = _axes(ax)
     for name, values in lengths.items():
@@ -72,8 +76,9 @@ def plot_token_lengths(lengths: Mapping[str, Sequence[int]], ax=None, limit: int
     return ax
 
 
-def plot_label_balance(table: pd.DataFrame, ax=None, ylabel: str = "fraction of rows",
-                       title: str = "Label balance per split"):  # fmt: skip
+def plot_label_balance(
+    table: pd.DataFrame, ax=None, ylabel: str = "fraction of rows", title: str = "Label balance per split"
+):
     """Grouped bars: rows of ``table`` are groups (e.g. splits), columns the classes, values fractions."""
     ax = _axes(ax)
     table.plot.bar(ax=ax, rot=0)
@@ -82,8 +87,13 @@ def plot_label_balance(table: pd.DataFrame, ax=None, ylabel: str = "fraction of 
     return ax
 
 
-def plot_history(history: pd.DataFrame, columns: Sequence[str], ax=None, ylabel: str = "value",
-                 title: str = "Training history"):  # fmt: skip
+def plot_history(
+    history: pd.DataFrame,
+    columns: Sequence[str],
+    ax=None,
+    ylabel: str = "value",
+    title: str = "Training history",
+):
     """Lines of ``history[columns]`` against the epoch, the best epoch marked if known."""
     ax = _axes(ax)
     for c in columns:
@@ -97,8 +107,13 @@ def plot_history(history: pd.DataFrame, columns: Sequence[str], ax=None, ylabel:
     return ax
 
 
-def plot_metric_bars(values: Mapping[str, float], ax=None, xlabel: str = "metric",
-                     references: Mapping[str, float] | None = None, title: str = ""):  # fmt: skip
+def plot_metric_bars(
+    values: Mapping[str, float],
+    ax=None,
+    xlabel: str = "metric",
+    references: Mapping[str, float] | None = None,
+    title: str = "",
+):
     """Horizontal bars of model -> value, with optional reference lines (e.g. published numbers)."""
     ax = _axes(ax)
     names, vals = list(values), [values[n] for n in values]

@@ -18,9 +18,9 @@ def plot_gains(gains: pd.DataFrame):
         raise ValueError("no single-task/joint pairs recorded: execute notebook 04 first")
     fig, axes = plt.subplots(1, len(gains), figsize=(2.6 * len(gains), 3.2), squeeze=False)
     for ax, r in zip(axes[0], gains.itertuples()):
-        ax.errorbar([0, 1], [r.single, r.joint], yerr=[r.single_std, r.joint_std], fmt="o", capsize=6,
-                    color="black", ecolor="tab:gray")  # fmt: skip
-        ax.bar([0, 1], [r.single, r.joint], color=["tab:blue", "tab:orange"], alpha=0.35)
+        means, stds = [r.single, r.joint], [r.single_std, r.joint_std]
+        ax.errorbar([0, 1], means, yerr=stds, fmt="o", capsize=6, color="black", ecolor="tab:gray")
+        ax.bar([0, 1], means, color=["tab:blue", "tab:orange"], alpha=0.35)
         low = min(r.single - r.single_std, r.joint - r.joint_std)
         high = max(r.single + r.single_std, r.joint + r.joint_std)
         pad = max(high - low, 1e-3)
@@ -40,10 +40,15 @@ def mode_table(metrics: Mapping[str, object], modes: Sequence[str] = MODES) -> p
         auc = metrics.get(f"clothing_recommended_auc_{mode}")
         if auc is None:
             continue
-        rows.append({"mode": mode, "recommended_auc": float(auc),
-                     "trainable_params": metrics.get(f"clothing_trainable_params_{mode}"),
-                     "step_seconds": metrics.get(f"clothing_step_seconds_{mode}"),
-                     "peak_memory_mb": metrics.get(f"clothing_peak_memory_mb_{mode}")})  # fmt: skip
+        rows.append(
+            {
+                "mode": mode,
+                "recommended_auc": float(auc),
+                "trainable_params": metrics.get(f"clothing_trainable_params_{mode}"),
+                "step_seconds": metrics.get(f"clothing_step_seconds_{mode}"),
+                "peak_memory_mb": metrics.get(f"clothing_peak_memory_mb_{mode}"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -53,8 +58,10 @@ def plot_quality_vs_cost(modes: pd.DataFrame):
         raise ValueError("no encoder-mode metrics recorded: execute notebook 08 first")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     params = modes["trainable_params"].astype(float).clip(lower=1)  # frozen trains 0: drawn at 1
-    for ax, x, label in ((axes[0], params, "trainable encoder parameters (log scale; frozen drawn at 1)"),
-                         (axes[1], modes["step_seconds"].astype(float), "seconds per training step")):  # fmt: skip
+    for ax, x, label in (
+        (axes[0], params, "trainable encoder parameters (log scale; frozen drawn at 1)"),
+        (axes[1], modes["step_seconds"].astype(float), "seconds per training step"),
+    ):
         ax.scatter(x, modes["recommended_auc"], color="tab:purple")
         for xi, yi, name in zip(x, modes["recommended_auc"], modes["mode"]):
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)

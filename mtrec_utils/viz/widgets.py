@@ -83,9 +83,15 @@ class TaskWeightSlider:
 
         self.problem = problem or ToyProblem()
         self.slider = widgets.FloatSlider(
-            value=weight, min=0.0, max=1.0, step=0.01, description="w1 (task 1)", readout_format=".2f",
-            continuous_update=False, style={"description_width": "initial"},
-        )  # fmt: skip
+            value=weight,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description="w1 (task 1)",
+            readout_format=".2f",
+            continuous_update=False,
+            style={"description_width": "initial"},
+        )
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="1000px"))
         self.widget = widgets.VBox([self.slider, self.image])
         self.figure = Figure(figsize=(11, 4.6))
@@ -133,8 +139,9 @@ class EmbeddingExplorer:
         self.spaces, self.k = spaces, k
         first = self.titles.index(start) if start is not None else 0
         options = sorted(((t, j) for j, t in enumerate(self.titles)), key=lambda o: o[0].lower())
-        self.dropdown = widgets.Dropdown(options=options, value=first, description="movie",
-                                         layout=widgets.Layout(width="420px"))  # fmt: skip
+        self.dropdown = widgets.Dropdown(
+            options=options, value=first, description="movie", layout=widgets.Layout(width="420px")
+        )
         self.html = widgets.HTML()
         self.widget = widgets.VBox([self.dropdown, self.html])
         self.dropdown.observe(lambda change: self.update(change["new"]), names="value")
@@ -152,12 +159,15 @@ class EmbeddingExplorer:
             idx, sims = cosine_top_k(vecs[self.index], vecs, k=self.k, exclude=self.index)
             self.neighbours[name] = [(self.titles[j], float(s)) for j, s in zip(idx.tolist(), sims.tolist())]
         head = "".join(f"<th>{escape(n)}</th>" for n in self.spaces)
+        columns = list(self.neighbours.values())
         rows = "".join(
-            "<tr>" + "".join(f"<td>{escape(t)} ({s:.2f})</td>" for t, s in (v[r] for v in self.neighbours.values()))
-            + "</tr>" for r in range(self.k)
-        )  # fmt: skip
-        self.html.value = (f"<b>Nearest neighbours of {escape(self.titles[self.index])}</b> (cosine)"
-                           f"<table><tr>{head}</tr>{rows}</table>")  # fmt: skip
+            "<tr>" + "".join(f"<td>{escape(t)} ({s:.2f})</td>" for t, s in (v[r] for v in columns)) + "</tr>"
+            for r in range(self.k)
+        )
+        self.html.value = (
+            f"<b>Nearest neighbours of {escape(self.titles[self.index])}</b> (cosine)"
+            f"<table><tr>{head}</tr>{rows}</table>"
+        )
 
     def static(self):
         """The current tables as ``IPython.display.HTML`` (for headless runs and exported notebooks)."""

@@ -74,6 +74,8 @@ class CombineResult:
             backward_fn(self.loss)
         if self.grads is None:
             return
+        if self.raw_grads is None:
+            raise TypeError("CombineResult.grads is set but raw_grads is None; set both or neither")
         with torch.no_grad():
             for p, g, raw in zip(self.shared_params, self.grads, self.raw_grads):
                 if p.grad is None:  # no task touched p through ``loss``

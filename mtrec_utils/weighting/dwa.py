@@ -86,8 +86,13 @@ class DynamicWeightAverage(WeightingStrategy):
 
     def get_extra_state(self) -> dict:
         """The running loss averages, so that ``state_dict`` (and a resumed training run) keeps them."""
-        return {"window": self._window, "last_step": self._last_step, "sum": self._sum.clone(),
-                "count": self._count, "history": [h.clone() for h in self._history]}  # fmt: skip
+        return {
+            "window": self._window,
+            "last_step": self._last_step,
+            "sum": self._sum.clone(),
+            "count": self._count,
+            "history": [h.clone() for h in self._history],
+        }
 
     def set_extra_state(self, state: dict) -> None:
         self._window, self._last_step, self._count = state["window"], state["last_step"], state["count"]

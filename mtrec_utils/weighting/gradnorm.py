@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +43,7 @@ class GradNorm(WeightingStrategy):
     """
 
     name = "gradnorm"
+    initial_losses: Tensor  # buffer, (num_tasks,): the losses of the first call (NaN before it)
 
     def __init__(self, num_tasks: int, alpha: float = 1.5, min_weight: float = 1e-3) -> None:
         super().__init__(num_tasks)
@@ -68,7 +70,9 @@ class GradNorm(WeightingStrategy):
         if torch.isnan(self.initial_losses).any():
             self.initial_losses.copy_(losses.detach())
         grads = task_gradients(losses, shared)  # grads[i][j]: task i, parameter j
-        norms = torch.stack([torch.sqrt(sum((g.detach() ** 2).sum() for g in gi)) for gi in grads])
+        # a sum over the (never empty) shared parameters is a tensor, not sum()'s start value 0
+        sq_norms = [cast(Tensor, sum((g.detach() ** 2).sum() for g in gi)) for gi in grads]
+        norms = torch.stack([torch.sqrt(s) for s in sq_norms])
         w = self.weights.to(dtype=losses.dtype, device=losses.device)
         g_task = w * norms.to(w.dtype)  # (k,) G_i, differentiable in w only
         ratio = losses.detach() / self.initial_losses.to(losses.dtype).clamp_min(1e-12)

@@ -26,6 +26,7 @@ class StaticWeighting(WeightingStrategy):
     """
 
     name = "static"
+    weights: Tensor  # buffer, (num_tasks,)
 
     def __init__(self, num_tasks: int, weights: Sequence[float]) -> None:
         super().__init__(num_tasks)

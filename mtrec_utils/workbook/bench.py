@@ -99,17 +99,16 @@ def run_pipeline(pipeline: str, encoder, data: dict, batch_size: int, max_length
     """Run every training step (forward + backward) of one pipeline on ``data``; returns samples seen."""
     model, n = encoder.model, len(data["users"]) // batch_size * batch_size
     if pipeline == "article":
-        ds = ArticlePairDataset(data["user_texts"], data["item_texts"], data["users"][:n], data["items"][:n],
-                                data["labels"][:n], encoder.tokenizer, max_length)  # fmt: skip
+        pairs = (data["users"][:n], data["items"][:n], data["labels"][:n])
+        ds = ArticlePairDataset(data["user_texts"], data["item_texts"], *pairs, encoder.tokenizer, max_length)
         for batch in torch.utils.data.DataLoader(ds, batch_size=batch_size):
             article_loss(model, batch)[0].backward()
     else:
         users = EncoderText(encoder, data["user_texts"], max_length)
         items = EncoderText(encoder, data["item_texts"], max_length)
+        columns = {"user": "users", "item": "items", "labels": "labels"}
         for s in range(0, n, batch_size):
-            batch = {"user": torch.as_tensor(data["users"][s : s + batch_size]),
-                     "item": torch.as_tensor(data["items"][s : s + batch_size]),
-                     "labels": torch.as_tensor(data["labels"][s : s + batch_size])}  # fmt: skip
+            batch = {k: torch.as_tensor(data[column][s : s + batch_size]) for k, column in columns.items()}
             our_loss(users, items, batch)[0].backward()
     return n
 
@@ -130,8 +129,13 @@ def peak_memory_mb(pipeline: str, encoder: str, rows: int, batch_size: int, max_
     """
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    args = {"encoder": encoder, "rows": rows, "batch_size": batch_size, "max_length": max_length,
-            "threads": torch.get_num_threads()}  # fmt: skip
+    args = {
+        "encoder": encoder,
+        "rows": rows,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "threads": torch.get_num_threads(),
+    }
     proc = ctx.Process(target=_peak_rss_child, args=(pipeline, args, queue))
     proc.start()
     value = queue.get(timeout=1200)
@@ -139,8 +143,15 @@ def peak_memory_mb(pipeline: str, encoder: str, rows: int, batch_size: int, max_
     return float(value)
 
 
-def throughput(encoder_name: str = "bundled-minilm", rows: int = 256, batch_size: int = 32,
-               max_length: int = 128, device: str = "auto", memory: bool = True, seed: int = 0) -> dict:  # fmt: skip
+def throughput(
+    encoder_name: str = "bundled-minilm",
+    rows: int = 256,
+    batch_size: int = 32,
+    max_length: int = 128,
+    device: str = "auto",
+    memory: bool = True,
+    seed: int = 0,
+) -> dict:
     """Run the throughput benchmark; returns a JSON-friendly dict (see the module docstring)."""
     check_positive("rows", rows, integer=True)
     check_positive("batch_size", batch_size, integer=True)
@@ -179,10 +190,14 @@ def format_table(result: dict) -> str:
     rows = pd.DataFrame(result["pipelines"]).set_index("pipeline")[["samples_per_s", "tokens_per_sequence"]]
     if "peak_memory_mb" in result:
         rows["peak_memory_mb"] = pd.Series(result["peak_memory_mb"])
-    lines = [rows.round(2).to_string(), f"speedup (ours / article): {result['speedup']:.1f}x",
-             f"encoder step: {result['encoder_step_flops_per_s'] / 1e9:.1f} GFLOP/s = "
-             f"{100 * result['encoder_step_utilisation']:.0f}% of matmul {result['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s",
-             f"({result['device']}, {result['torch_threads']} threads, {result['encoder']})"]  # fmt: skip
+    step_gflops, matmul_gflops = result["encoder_step_flops_per_s"] / 1e9, result["matmul_flops_per_s"] / 1e9
+    utilisation = 100 * result["encoder_step_utilisation"]
+    lines = [
+        rows.round(2).to_string(),
+        f"speedup (ours / article): {result['speedup']:.1f}x",
+        f"encoder step: {step_gflops:.1f} GFLOP/s = {utilisation:.0f}% of matmul {matmul_gflops:.1f} GFLOP/s",
+        f"({result['device']}, {result['torch_threads']} threads, {result['encoder']})",
+    ]
     return "\n".join(lines)
 
 
@@ -199,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--json", default=None, help="also write the result to this JSON file")
     args = p.parse_args(argv)
     try:
-        result = throughput(args.encoder, args.rows, args.batch_size, args.max_length, args.device,
-                            memory=not args.no_memory)  # fmt: skip
+        result = throughput(
+            args.encoder, args.rows, args.batch_size, args.max_length, args.device, memory=not args.no_memory
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -87,13 +87,15 @@ def sync(path: Path, url: str, write: bool = True) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtrec_utils.workbook.colab", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mtrec_utils.workbook.colab", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--check", action="store_true", help="only list notebooks that are out of date")
     parser.add_argument("--notebooks-dir", default=str(REPO / "notebooks"))
     args = parser.parse_args(argv)
     url = repository_url()
-    stale = [p.name for p in sorted(Path(args.notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
-             if sync(p, url, write=not args.check)]  # fmt: skip
+    notebooks = sorted(Path(args.notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+    stale = [p.name for p in notebooks if sync(p, url, write=not args.check)]
     verb = "out of date" if args.check else "updated"
     print(f"{len(stale)} notebook(s) {verb} for {url}: {', '.join(stale) or 'none'}")
     return 1 if args.check and stale else 0

@@ -68,8 +68,8 @@ def band(name: str, values: Sequence[object]) -> dict:
         return {"value": float(first), "kind": "timing", "factor": TIMING_FACTOR, "abs": slack}
     finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
     spread = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-    return {"value": float(first), "kind": "seeds", "tol": max(K_STD * spread, _floor(float(first))),
-            "seed_std": spread, "num_seeds": len(values)}  # fmt: skip
+    tol = max(K_STD * spread, _floor(float(first)))
+    return {"value": float(first), "kind": "seeds", "tol": tol, "seed_std": spread, "num_seeds": len(values)}
 
 
 def derive(runs: Sequence[Metrics]) -> dict[str, dict[str, dict]]:
@@ -82,10 +82,14 @@ def derive(runs: Sequence[Metrics]) -> dict[str, dict[str, dict]]:
     for notebook, metrics in runs[0].items():
         missing = [k for k, r in enumerate(runs) if notebook not in r]
         if missing:
-            raise ValueError(f"{notebook} was not run in run(s) {missing} of {len(runs)}: run it with those "
-                             "seeds, or derive its bands from the seeds it was run with (--only, --seeds)")  # fmt: skip
-        out[notebook] = {name: band(name, [value] + [r[notebook][name] for r in runs[1:] if name in r[notebook]])
-                         for name, value in sorted(metrics.items())}  # fmt: skip
+            raise ValueError(
+                f"{notebook} was not run in run(s) {missing} of {len(runs)}: run it with those "
+                "seeds, or derive its bands from the seeds it was run with (--only, --seeds)"
+            )
+        out[notebook] = {
+            name: band(name, [value] + [r[notebook][name] for r in runs[1:] if name in r[notebook]])
+            for name, value in sorted(metrics.items())
+        }
     return out
 
 
@@ -156,8 +160,10 @@ def problems(table: pd.DataFrame, profile: str) -> list[str]:
         elif r.status == "missing":
             msgs.append(f"{r.notebook}: {r.metric} is expected but the notebook no longer records it")
         elif r.status == "new":
-            msgs.append(f"{r.notebook}: {r.metric} = {r.value!r} has no expected value; add it with `{how}` "
-                        f"(or its --from-runs form) and commit tests/expected/{profile}.json")  # fmt: skip
+            msgs.append(
+                f"{r.notebook}: {r.metric} = {r.value!r} has no expected value; add it with `{how}` "
+                f"(or its --from-runs form) and commit tests/expected/{profile}.json"
+            )
     return msgs
 
 
@@ -170,13 +176,16 @@ def load_expected(profile: str) -> dict:
     """The expected file of ``profile``; a clear error if it does not exist yet."""
     path = expected_path(profile)
     if not path.exists():
-        raise FileNotFoundError(f"no expected values for profile {profile!r} at {path}; "
-                                f"make them with `python -m mtrec_utils.workbook.expected derive --profile {profile}`")  # fmt: skip
+        raise FileNotFoundError(
+            f"no expected values for profile {profile!r} at {path}; "
+            f"make them with `python -m mtrec_utils.workbook.expected derive --profile {profile}`"
+        )
     return json.loads(path.read_text())
 
 
-def save_expected(profile: str, metrics: Mapping, how: str, seeds: Sequence[int],
-                  kept: Mapping[str, Mapping] | None = None) -> Path:  # fmt: skip
+def save_expected(
+    profile: str, metrics: Mapping, how: str, seeds: Sequence[int], kept: Mapping[str, Mapping] | None = None
+) -> Path:
     """Write ``tests/expected/<profile>.json`` with its provenance, for the file and for each notebook.
 
     ``kept``: ``{notebook: provenance}`` of notebooks whose bands were kept from an earlier file
@@ -205,8 +214,8 @@ def read_run(folder: str | Path) -> dict[str, dict]:
     """``{notebook: metrics}`` of every metrics file in ``folder`` (or its ``metrics/`` subfolder)."""
     folder = Path(folder)
     folder = folder / "metrics" if (folder / "metrics").is_dir() else folder
-    return {json.loads(p.read_text())["notebook"]: json.loads(p.read_text())["metrics"]
-            for p in sorted(folder.glob("*.json"))}  # fmt: skip
+    files = (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))
+    return {f["notebook"]: f["metrics"] for f in files}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

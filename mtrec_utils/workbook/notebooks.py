@@ -8,6 +8,7 @@ command line.
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import time
 from dataclasses import dataclass, field
@@ -71,6 +72,38 @@ def check_parameters(params: dict[str, Any]) -> None:
             raise ValueError(f"SEED={seed!r} is not valid; it must be a non-negative integer (for example 0)")
 
 
+def declared_parameters(notebook: Path) -> list[str]:
+    """The names that ``notebook``'s cell tagged ``parameters`` assigns, in order (``[]`` if it has none)."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not tagged:
+        return []
+    source = "".join(tagged[0]["source"]) if isinstance(tagged[0]["source"], list) else tagged[0]["source"]
+    body = ast.parse(source).body
+    return [
+        t.id for node in body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)
+    ]
+
+
+def check_parameter_names(params: dict[str, Any], notebooks: list[Path]) -> None:
+    """Reject a parameter that none of ``notebooks`` declares, naming the closest declared one.
+
+    papermill would only log "Passed unknown parameter" and run at the notebook's default, so
+    ``-p PROFIL smoke`` would silently run at the default profile.
+
+    Raises:
+        ValueError: for the first unknown name.
+    """
+    declared = sorted({name for nb in notebooks for name in declared_parameters(nb)})
+    for name in params:
+        if name not in declared:
+            close = difflib.get_close_matches(name, declared, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(
+                f"no notebook declares the parameter {name!r}; {hint}declared: {', '.join(declared)}"
+            )
+
+
 def describe_failure(exc: Exception, executed: Path) -> str:
     """A readable account of a papermill failure: the failing cell's number, source and error.
 
@@ -109,9 +142,10 @@ def execute(
     """
     import papermill as pm
 
+    output_dir = Path(params.get("OUTPUT_DIR", output_dir))  # -p OUTPUT_DIR wins: read back what it wrote
     executed = output_dir / "notebooks" / notebook.name
     executed.parent.mkdir(parents=True, exist_ok=True)
-    params = {"OUTPUT_DIR": str(output_dir.resolve()), **params}
+    params = {**params, "OUTPUT_DIR": str(output_dir.resolve())}
     start = time.perf_counter()
     try:
         pm.execute_notebook(

@@ -95,10 +95,14 @@ def _run(step, batch, train: bool, device) -> tuple[float, float, int, float]:
 
 def _summary(runs: list[tuple[float, float, int, float]], batch_size: int) -> dict:
     seconds = sum(r[0] for r in runs)
-    return {"samples": batch_size * len(runs), "seconds": seconds, "samples_per_s": batch_size * len(runs) / seconds,
-            "sequences_per_batch": float(np.mean([r[2] for r in runs])),
-            "tokens_per_sequence": float(np.mean([r[3] for r in runs])),
-            "mean_loss": float(np.mean([r[1] for r in runs]))}  # fmt: skip
+    return {
+        "samples": batch_size * len(runs),
+        "seconds": seconds,
+        "samples_per_s": batch_size * len(runs) / seconds,
+        "sequences_per_batch": float(np.mean([r[2] for r in runs])),
+        "tokens_per_sequence": float(np.mean([r[3] for r in runs])),
+        "mean_loss": float(np.mean([r[1] for r in runs])),
+    }
 
 
 def compare_pipelines(
@@ -149,14 +153,15 @@ def compare_pipelines(
         i_text = EncoderText(encoder, item_texts, max_length).to(device)
         setup = time.perf_counter() - start
         art, our = [], []
+        ours_data = {"user": users, "item": items, "labels": labels}
         for n, s in enumerate(range(0, n_rows, batch_size)):  # alternate, so both see the same machine load
             t0 = time.perf_counter()
             batch = {k: v.to(device) for k, v in next(article_batches).items()}  # tokenised in __getitem__
             load = time.perf_counter() - t0
             a = _run(lambda b: article_loss(model, b), batch, train, device)
-            ours_batch = {"user": torch.as_tensor(users[s : s + batch_size], device=device),
-                          "item": torch.as_tensor(items[s : s + batch_size], device=device),
-                          "labels": torch.as_tensor(labels[s : s + batch_size], device=device)}  # fmt: skip
+            ours_batch = {
+                k: torch.as_tensor(v[s : s + batch_size], device=device) for k, v in ours_data.items()
+            }
             o = _run(lambda b: our_loss(u_text, i_text, b), ours_batch, train, device)
             model.zero_grad(set_to_none=True)
             if n >= warmup:

@@ -25,11 +25,18 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 # Published numbers on the same data and split, and the workbook's own targets (DESIGN.md section 7).
 REFERENCES: dict[str, list[tuple[float, str]]] = {
-    "ml_u1_rmse": [(0.9515, "Surprise SVD, u1"), (0.9247, "Surprise SVD++, u1"), (0.905, "GC-MC (Berg et al. 2017)"),
-                   (0.889, "GLocal-K (Han et al. 2021)"), (0.900, "target for the joint model, cpu profile")],
-    "clothing_recommended_auc": [(0.92, "frozen-MiniLM logistic-regression probe"),
-                                 (0.95, "target, cpu profile")],
-}  # fmt: skip
+    "ml_u1_rmse": [
+        (0.9515, "Surprise SVD, u1"),
+        (0.9247, "Surprise SVD++, u1"),
+        (0.905, "GC-MC (Berg et al. 2017)"),
+        (0.889, "GLocal-K (Han et al. 2021)"),
+        (0.900, "target for the joint model, cpu profile"),
+    ],
+    "clothing_recommended_auc": [
+        (0.92, "frozen-MiniLM logistic-regression probe"),
+        (0.95, "target, cpu profile"),
+    ],
+}
 TARGETS = {"ml_u1_rmse_joint": ("<=", 0.900), "clothing_recommended_auc_joint": (">=", 0.95)}
 
 
@@ -37,8 +44,10 @@ def load_run(output_dir: str | Path) -> dict[str, dict]:
     """``{notebook: metrics file}`` (with profile, seed, device, version) of ``OUTPUT_DIR/metrics``."""
     folder = Path(output_dir) / "metrics"
     if not folder.is_dir():
-        raise FileNotFoundError(f"no metrics under {folder}: execute the notebooks first "
-                                "(python -m mtrec_utils.run --profile smoke)")  # fmt: skip
+        raise FileNotFoundError(
+            f"no metrics under {folder}: execute the notebooks first "
+            "(python -m mtrec_utils.run --profile smoke)"
+        )
     return {d["notebook"]: d for d in (json.loads(p.read_text()) for p in sorted(folder.glob("*.json")))}
 
 
@@ -78,9 +87,15 @@ def band_provenance(profile: str) -> pd.DataFrame:
     rows = []
     for notebook, how in notebook_provenance(doc).items():
         kinds = Counter(entry["kind"] for entry in doc["metrics"][notebook].values())
-        rows.append({"notebook": notebook, "seeds run": ", ".join(map(str, how.get("seeds", []))),
-                     "date": how.get("date"), **{k: kinds.get(k, 0) for k in ("seeds", "exact", "timing", "assumed")},
-                     "how": how.get("how")})  # fmt: skip
+        rows.append(
+            {
+                "notebook": notebook,
+                "seeds run": ", ".join(map(str, how.get("seeds", []))),
+                "date": how.get("date"),
+                **{k: kinds.get(k, 0) for k in ("seeds", "exact", "timing", "assumed")},
+                "how": how.get("how"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -94,10 +109,14 @@ def paired(
     return get(f"{stem}_{a}"), get(f"{stem}_{a}_std"), get(f"{stem}_{b}"), get(f"{stem}_{b}_std")
 
 
-GAIN_TASKS = [("ml_u1_rmse", "u1 rating RMSE", False), ("ml_u1_like_auc", "u1 like AUC", True),
-              ("ml_u1_ndcg10", "u1 NDCG@10", True), ("clothing_recommended_auc", "clothing recommended AUC", True),
-              ("clothing_rating_rmse", "clothing rating RMSE", False),
-              ("clothing_department_accuracy", "clothing department accuracy", True)]  # fmt: skip
+GAIN_TASKS = [
+    ("ml_u1_rmse", "u1 rating RMSE", False),
+    ("ml_u1_like_auc", "u1 like AUC", True),
+    ("ml_u1_ndcg10", "u1 NDCG@10", True),
+    ("clothing_recommended_auc", "clothing recommended AUC", True),
+    ("clothing_rating_rmse", "clothing rating RMSE", False),
+    ("clothing_department_accuracy", "clothing department accuracy", True),
+]
 
 
 def gain_table(metrics: Mapping[str, object]) -> pd.DataFrame:
@@ -117,8 +136,18 @@ def gain_table(metrics: Mapping[str, object]) -> pd.DataFrame:
         verdict = (
             "joint better" if gain > margin else "joint worse" if gain < -margin else "no clear difference"
         )
-        rows.append({"task": label, "single": s, "single_std": s_std, "joint": j, "joint_std": j_std,
-                     "gain": gain, "noise": noise, "verdict": verdict})  # fmt: skip
+        rows.append(
+            {
+                "task": label,
+                "single": s,
+                "single_std": s_std,
+                "joint": j,
+                "joint_std": j_std,
+                "gain": gain,
+                "noise": noise,
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -167,10 +196,10 @@ def check_claims(metrics: Mapping[str, object], claims: Sequence[Claim] = CLAIMS
     than 0.5% of the baseline counts as no clear difference.
     """
     rows = []
+    unmeasured = {"ours": None, "baseline": None, "verdict": "not measured in this run"}
     for c in claims:
         if c.method not in metrics or c.baseline not in metrics:
-            rows.append({"section": c.section, "claim": c.text, "ours": None, "baseline": None,
-                         "verdict": "not measured in this run"})  # fmt: skip
+            rows.append({"section": c.section, "claim": c.text, **unmeasured})
             continue
         m, b = float(metrics[c.method]), float(metrics[c.baseline])
         gain = (m - b) if c.higher_is_better else (b - m)
@@ -193,8 +222,10 @@ def summary_markdown(metrics: Mapping[str, object]) -> str:
     lines = []
     gains = gain_table(metrics)
     for r in gains.itertuples():
-        lines.append(f"- **{r.task}**: single {r.single:.4f} ± {r.single_std:.4f}, joint {r.joint:.4f} ± "
-                     f"{r.joint_std:.4f} → {r.verdict}.")  # fmt: skip
+        lines.append(
+            f"- **{r.task}**: single {r.single:.4f} ± {r.single_std:.4f}, joint {r.joint:.4f} ± "
+            f"{r.joint_std:.4f} → {r.verdict}."
+        )
     for metric, (op, target) in TARGETS.items():
         if metric in metrics:
             value = float(metrics[metric])
@@ -205,28 +236,40 @@ def summary_markdown(metrics: Mapping[str, object]) -> str:
     claims = check_claims(metrics)
     bad = claims[claims.verdict == "not supported"]
     if len(bad):
-        lines.append(f"- {len(bad)} of {int((claims.verdict != 'not measured in this run').sum())} checked claims of "
-                     "the article are **not supported** by these numbers: "
-                     + "; ".join(f"§{r.section} {r.claim}" for r in bad.itertuples()) + ".")  # fmt: skip
+        checked = int((claims.verdict != "not measured in this run").sum())
+        listed = "; ".join(f"§{r.section} {r.claim}" for r in bad.itertuples())
+        lines.append(
+            f"- {len(bad)} of {checked} checked claims of "
+            f"the article are **not supported** by these numbers: {listed}."
+        )
     return "\n".join(lines) if lines else "No metrics recorded yet."
 
 
-EXTRA_ROWS = [("u1 rating RMSE, matrix factorisation (notebook 03)", "ml_u1_rmse_mf"),
-              ("u1 rating RMSE, Surprise SVD run here (notebook 03)", "ml_u1_rmse_surprise_svd"),
-              ("ads: true NDCG@10 of re-ranked slates, PAL-debiased (notebook 06)", "ads_true_ndcg10_debiased"),
-              ("ads: true NDCG@10, position-naive model", "ads_true_ndcg10_naive"),
-              ("u1 coverage@10 of the joint model (notebook 07)", "ml_u1_coverage_at10_joint"),
-              ("clothing recommended AUC, LoRA fine-tuning, 500-review test slice (notebook 08)",
-               "clothing_recommended_auc_lora"),
-              ("clothing recommended AUC, full fine-tuning, same slice", "clothing_recommended_auc_full"),
-              ("trainable encoder parameters, LoRA r=8 / full", "clothing_trainable_params_lora")]  # fmt: skip
+EXTRA_ROWS = [
+    ("u1 rating RMSE, matrix factorisation (notebook 03)", "ml_u1_rmse_mf"),
+    ("u1 rating RMSE, Surprise SVD run here (notebook 03)", "ml_u1_rmse_surprise_svd"),
+    ("ads: true NDCG@10 of re-ranked slates, PAL-debiased (notebook 06)", "ads_true_ndcg10_debiased"),
+    ("ads: true NDCG@10, position-naive model", "ads_true_ndcg10_naive"),
+    ("u1 coverage@10 of the joint model (notebook 07)", "ml_u1_coverage_at10_joint"),
+    (
+        "clothing recommended AUC, LoRA fine-tuning, 500-review test slice (notebook 08)",
+        "clothing_recommended_auc_lora",
+    ),
+    ("clothing recommended AUC, full fine-tuning, same slice", "clothing_recommended_auc_full"),
+    ("trainable encoder parameters, LoRA r=8 / full", "clothing_trainable_params_lora"),
+]
 
 
 def readme_table(run: Mapping[str, Mapping]) -> str:
     """The README's results tables (markdown) from a run's metrics: single vs joint, more results, claims."""
     m = flat(run)
-    fmt = lambda k: (f"{float(m[k]):.4f}" + (f" ± {float(m[k + '_std']):.4f}" if k + "_std" in m else "")  # noqa: E731
-                     if k in m else "")  # fmt: skip
+
+    def fmt(k: str) -> str:
+        if k not in m:
+            return ""
+        std = f" ± {float(m[k + '_std']):.4f}" if k + "_std" in m else ""
+        return f"{float(m[k]):.4f}{std}"
+
     lines = ["| task (test split) | single-task | joint | reference |", "|---|---|---|---|"]
     for stem, label, _ in GAIN_TASKS:
         if f"{stem}_single" in m or f"{stem}_joint" in m:
@@ -260,7 +303,9 @@ def write_readme(table: str, stamp: str, readme: Path = README) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtrec_utils.workbook.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m mtrec_utils.workbook.report", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("readme", help="the README results table from recorded metrics")
     r.add_argument("--metrics", nargs="+", required=True, help="output dirs (each with metrics/); later win")

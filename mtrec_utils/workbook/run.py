@@ -25,7 +25,9 @@ from mtrec_utils.workbook.notebooks import (
     NOTEBOOKS_DIR,
     REPO,
     Result,
+    check_parameter_names,
     check_parameters,
+    declared_parameters,
     execute,
     list_notebooks,
     parse_value,
@@ -104,7 +106,9 @@ def run_workbook(
     results = []
     for i, nb in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {nb.name} ...", flush=True)
-        result = execute(nb, output_dir, params, kernel=kernel, cell_timeout=cell_timeout)
+        declared = set(declared_parameters(nb))  # a notebook gets the parameters it declares
+        own = {k: v for k, v in params.items() if k in declared}
+        result = execute(nb, output_dir, own, kernel=kernel, cell_timeout=cell_timeout)
         results.append(result)
         print(f"[{i}/{len(notebooks)}] {nb.name}: {result.status} in {result.seconds:.1f} s", flush=True)
         if result.status != "ok":
@@ -173,13 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         params["PROFILE"] = params.get("PROFILE", args.profile)
         check_parameters(params)
         notebooks = list_notebooks(Path(args.notebooks_dir), args.only)
+        check_parameter_names(params, notebooks)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not notebooks:
         print(f"error: no NN_*.ipynb notebooks in {args.notebooks_dir}", file=sys.stderr)
         return 2
-    output_dir = Path(args.output_dir)
+    output_dir = Path(params.pop("OUTPUT_DIR", args.output_dir))  # -p OUTPUT_DIR is --output-dir
     results = run_workbook(
         notebooks,
         output_dir,

@@ -44,9 +44,14 @@ def grid(**values: Sequence[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*values.values())]
 
 
-def run_sweep(notebook: str | Path, points: Sequence[Mapping[str, Any]], output_dir: str | Path,
-              base: Mapping[str, Any] | None = None, metrics: Sequence[str] | None = None,
-              progress: bool = False) -> pd.DataFrame:  # fmt: skip
+def run_sweep(
+    notebook: str | Path,
+    points: Sequence[Mapping[str, Any]],
+    output_dir: str | Path,
+    base: Mapping[str, Any] | None = None,
+    metrics: Sequence[str] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Execute ``notebook`` once per point and collect its recorded metrics.
 
     Args:

@@ -51,8 +51,15 @@ def main() -> None:
     bundle = movielens_bundle(
         resolve_profile("smoke"), load_encoder("bundled-minilm"), set_seed(0), progress=False
     )
-    result = run_experiment(bundle, ["rating", "like", "interest"], seed=0, strategy=args.strategy,
-                            epochs=args.epochs, patience=5, state_path=args.state)  # fmt: skip
+    result = run_experiment(
+        bundle,
+        ["rating", "like", "interest"],
+        seed=0,
+        strategy=args.strategy,
+        epochs=args.epochs,
+        patience=5,
+        state_path=args.state,
+    )
     history = result.history.drop(columns=["seconds"]).to_dict(orient="list")
     with open(args.out, "w") as f:
         json.dump({"test": result.test, "history": history, "forward_passes": calls}, f)

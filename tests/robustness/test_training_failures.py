@@ -52,8 +52,16 @@ def test_a_non_finite_loss_stops_training_and_names_step_task_and_checkpoint(tmp
     m, ckpt = model(), tmp_path / "best.safetensors"
     poison_from(m, 25, value)  # epoch 1 = 10 steps + 10 validation batches: call 25 is step 14
     with pytest.raises(NonFiniteLossError) as err:
-        fit(m, [TASKS["rating"], TASKS["like"]], data(), data(1), epochs=3, lr=0.01, progress=False,
-            checkpoint_path=ckpt)  # fmt: skip
+        fit(
+            m,
+            [TASKS["rating"], TASKS["like"]],
+            data(),
+            data(1),
+            epochs=3,
+            lr=0.01,
+            progress=False,
+            checkpoint_path=ckpt,
+        )
     assert (err.value.step, err.value.task) == (14, "rating")
     assert str(ckpt) in str(err.value) and "step 14" in str(err.value) and "'rating'" in str(err.value)
     assert ckpt.exists()
@@ -89,8 +97,16 @@ def test_a_state_file_of_a_different_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match="different run.*settings.*delete it"):
         fit(model(), [TASKS["rating"]], data(), data(1), epochs=1, lr=0.02, progress=False, state_path=state)
     with pytest.raises(ValueError, match="different run.*params"):
-        fit(model(hidden=8), [TASKS["rating"]], data(), data(1), epochs=1, lr=0.01, progress=False,
-            state_path=state)  # fmt: skip
+        fit(
+            model(hidden=8),
+            [TASKS["rating"]],
+            data(),
+            data(1),
+            epochs=1,
+            lr=0.01,
+            progress=False,
+            state_path=state,
+        )
 
 
 def test_an_interrupted_fit_called_again_matches_an_uninterrupted_run(tmp_path):
@@ -109,11 +125,26 @@ def test_an_interrupted_fit_called_again_matches_an_uninterrupted_run(tmp_path):
     whole = model()
     ref = fit(whole, tasks, data(), data(1), strategy=get_strategy("dwa", num_tasks=2, period=10), **kw)
     with pytest.raises(KeyboardInterrupt):
-        fit(model(), tasks, data(), data(1), strategy=get_strategy("dwa", num_tasks=2, period=10),
-            state_path=state, epoch_fn=interrupted_in_epoch_3, **kw)  # fmt: skip
+        fit(
+            model(),
+            tasks,
+            data(),
+            data(1),
+            strategy=get_strategy("dwa", num_tasks=2, period=10),
+            state_path=state,
+            epoch_fn=interrupted_in_epoch_3,
+            **kw,
+        )
     m = model()
-    out = fit(m, tasks, data(), data(1), strategy=get_strategy("dwa", num_tasks=2, period=10),
-              state_path=state, **kw)  # fmt: skip
+    out = fit(
+        m,
+        tasks,
+        data(),
+        data(1),
+        strategy=get_strategy("dwa", num_tasks=2, period=10),
+        state_path=state,
+        **kw,
+    )
     cols = [c for c in ref if c != "seconds"]
     assert len(out) == 4
     # same weights bit for bit; a validation sum may differ in its last bit in one process (1e-16)

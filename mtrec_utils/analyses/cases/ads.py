@@ -38,16 +38,22 @@ from mtrec_utils.models.towers import EntityTower, FrozenText
 POSITION_MODES = ("pal", "feature", "ignore")
 
 
+def _binary_pair_task(
+    name: str, label: str, data: str, columns: tuple[str, ...], leaky: tuple[str, ...]
+) -> Task:
+    """A binary user-item task monitored by AUC (the shape of both ads tasks)."""
+    return Task(name, "binary", label, data, "pair", ("auc", "logloss"), "auc", columns, leaky_columns=leaky)
+
+
 def ads_tasks() -> dict[str, Task]:
     """The two tasks of the ads case study, keyed by name: ``ctr`` (logged clicks) and ``interest`` (likes)."""
     leaks = ("relevance", "rating", "attraction", "click_prob", "examination")
+    ctr_columns = ("user_id", "item_id", "position", "keywords", "search_history", "clicked_ads")
+    interest_columns = ("user_id", "item_id", "search_history")
     return {
-        "ctr": Task("ctr", "binary", "click", "impressions", "pair", ("auc", "logloss"), "auc",
-                    ("user_id", "item_id", "position", "keywords", "search_history", "clicked_ads"),
-                    leaky_columns=leaks),
-        "interest": Task("interest", "binary", "like", "history", "pair", ("auc", "logloss"), "auc",
-                         ("user_id", "item_id", "search_history"), leaky_columns=("rating",)),
-    }  # fmt: skip
+        "ctr": _binary_pair_task("ctr", "click", "impressions", ctr_columns, leaks),
+        "interest": _binary_pair_task("interest", "like", "history", interest_columns, ("rating",)),
+    }
 
 
 def impression_dataset(log: pd.DataFrame, user_ids, item_ids) -> TensorDictDataset:
@@ -96,8 +102,9 @@ def pal_logit(relevance_logit: Tensor, position_logit: Tensor) -> Tensor:
     return log_p - log_1mp
 
 
-def pair_outputs(model: MultiTaskModel, u: Tensor, i: Tensor, users: Tensor, items: Tensor,
-                 names: Sequence[str]) -> dict[str, Tensor]:  # fmt: skip
+def pair_outputs(
+    model: MultiTaskModel, u: Tensor, i: Tensor, users: Tensor, items: Tensor, names: Sequence[str]
+) -> dict[str, Tensor]:
     """``model.pair_outputs`` from user/item vectors (B, d) and indices (B,), whichever of its two call forms
     (with or without the indices used by per-entity biases) the installed model has."""
     params = inspect.signature(model.pair_outputs).parameters
@@ -118,8 +125,15 @@ class AdsModel(nn.Module):
         dropout: dropout in trunk and heads.
     """
 
-    def __init__(self, towers: dict[str, nn.Module], tasks: Sequence[Task], position_mode: str = "pal",
-                 slate_size: int = 10, hidden: int = 64, dropout: float = 0.1):  # fmt: skip
+    def __init__(
+        self,
+        towers: dict[str, nn.Module],
+        tasks: Sequence[Task],
+        position_mode: str = "pal",
+        slate_size: int = 10,
+        hidden: int = 64,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.position_mode = check_choice("position_mode", position_mode, POSITION_MODES)
         self.base = MultiTaskModel(towers, tasks, hidden=hidden, dropout=dropout)
@@ -154,9 +168,18 @@ class AdsModel(nn.Module):
         return out
 
 
-def build_ads_model(user_text: Tensor, item_text: Tensor, tasks: Sequence[Task], position_mode: str, *,
-                    user_features: Tensor | None = None, dim: int = 32, hidden: int = 64,
-                    slate_size: int = 10, dropout: float = 0.1) -> AdsModel:  # fmt: skip
+def build_ads_model(
+    user_text: Tensor,
+    item_text: Tensor,
+    tasks: Sequence[Task],
+    position_mode: str,
+    *,
+    user_features: Tensor | None = None,
+    dim: int = 32,
+    hidden: int = 64,
+    slate_size: int = 10,
+    dropout: float = 0.1,
+) -> AdsModel:
     """An :class:`AdsModel` over frozen text embeddings.
 
     Args:
@@ -178,8 +201,14 @@ def build_ads_model(user_text: Tensor, item_text: Tensor, tasks: Sequence[Task],
 
 
 @torch.no_grad()
-def _logits(model: AdsModel, log: pd.DataFrame, user_ids, item_ids, position: np.ndarray | None,
-            batch_size: int = 8192) -> np.ndarray:  # fmt: skip
+def _logits(
+    model: AdsModel,
+    log: pd.DataFrame,
+    user_ids,
+    item_ids,
+    position: np.ndarray | None,
+    batch_size: int = 8192,
+) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
     u = torch.as_tensor(index_of(log["user_id"], user_ids, "user_id"), device=device)

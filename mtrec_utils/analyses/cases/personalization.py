@@ -132,8 +132,14 @@ def novelty(top: np.ndarray, item_counts: np.ndarray, num_users: int) -> float:
     return float(np.mean(-np.log2(p[np.asarray(top)])))
 
 
-def list_metrics(scores, item_counts: np.ndarray, genres: np.ndarray, num_users: int, k: int = 10,
-                 head_fraction: float = 0.1) -> dict[str, float]:  # fmt: skip
+def list_metrics(
+    scores,
+    item_counts: np.ndarray,
+    genres: np.ndarray,
+    num_users: int,
+    k: int = 10,
+    head_fraction: float = 0.1,
+) -> dict[str, float]:
     """Coverage, popularity bias, diversity and novelty of every user's top-k list.
 
     Args:
@@ -213,8 +219,9 @@ def part_attribution(model, task: str, user: int, items: Sequence[int]) -> pd.Da
     )
 
 
-def recommend_table(scores_row, titles: Sequence[str], item_vectors: Tensor, history: Sequence[int],
-                    k: int = 10) -> pd.DataFrame:  # fmt: skip
+def recommend_table(
+    scores_row, titles: Sequence[str], item_vectors: Tensor, history: Sequence[int], k: int = 10
+) -> pd.DataFrame:
     """One user's top-k: rank, title, score and the liked history item nearest to each recommendation.
 
     Args:

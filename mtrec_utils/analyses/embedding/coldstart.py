@@ -66,8 +66,12 @@ def interaction_counts(entity_idx, num_entities: int) -> np.ndarray:
     return np.bincount(np.asarray(entity_idx, dtype=np.int64), minlength=num_entities)
 
 
-def thin_interactions(entity_idx, fraction: float, keep: Sequence[int] = (0, 1, 2, 5, 10),
-                      generator: torch.Generator | None = None) -> np.ndarray:  # fmt: skip
+def thin_interactions(
+    entity_idx,
+    fraction: float,
+    keep: Sequence[int] = (0, 1, 2, 5, 10),
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
     """Make a random ``fraction`` of entities cold: each keeps ``k`` of its rows, ``k`` drawn from ``keep``.
 
     Args:
@@ -121,8 +125,9 @@ def bucket_metrics(entity_idx, counts, y_true, y_pred, edges: Sequence[float] = 
     bucket = assign_buckets(np.asarray(counts)[idx], edges)
     err = pd.DataFrame({"bucket": bucket, "entity": idx, "sq": (t - p) ** 2, "abs": np.abs(t - p)})
     g = err.groupby("bucket", observed=False)
-    return pd.DataFrame({"rows": g.size(), "entities": g["entity"].nunique(), "rmse": np.sqrt(g["sq"].mean()),
-                         "mae": g["abs"].mean()}).rename_axis("bucket")  # fmt: skip
+    rmse = np.sqrt(g["sq"].mean())
+    stats = {"rows": g.size(), "entities": g["entity"].nunique(), "rmse": rmse, "mae": g["abs"].mean()}
+    return pd.DataFrame(stats).rename_axis("bucket")
 
 
 @torch.no_grad()
@@ -130,6 +135,8 @@ def predict_pairs(model, users, items, task: str = "rating", batch_size: int = 4
     """(N,) predictions of a pair task for aligned (N,) user and item indices (model in eval mode)."""
     model.eval()
     u, i = torch.as_tensor(users, dtype=torch.long), torch.as_tensor(items, dtype=torch.long)
-    out = [model({"user": u[s : s + batch_size], "item": i[s : s + batch_size]}, [task])[task].reshape(-1)
-           for s in range(0, len(u), batch_size)]  # fmt: skip
+    out = [
+        model({"user": u[s : s + batch_size], "item": i[s : s + batch_size]}, [task])[task].reshape(-1)
+        for s in range(0, len(u), batch_size)
+    ]
     return torch.cat(out).float().numpy()

@@ -36,8 +36,9 @@ class SharedAdapter(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 128, dropout: float = 0.1):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, dim))  # fmt: skip
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim)
+        )
         nn.init.zeros_(self.net[-1].weight)  # starts as the identity: the frozen encoder's embedding
         nn.init.zeros_(self.net[-1].bias)
         self.dim = dim
@@ -57,8 +58,9 @@ class AdaptedText(nn.Module):
         return self.adapter(self.text(idx))
 
 
-def domain_schedule(sizes: Mapping[str, int], mode: str = "alternate",
-                    generator: torch.Generator | None = None) -> list[str]:  # fmt: skip
+def domain_schedule(
+    sizes: Mapping[str, int], mode: str = "alternate", generator: torch.Generator | None = None
+) -> list[str]:
     """One epoch's order of domains: domain ``d`` appears ``sizes[d]`` times (its number of batches).
 
     ``alternate`` takes the domains in turn (a domain that runs out drops out); ``proportional``
@@ -91,8 +93,12 @@ class CrossDomainSampler:
         generator: random source of the ``proportional`` order.
     """
 
-    def __init__(self, loaders: Mapping[str, torch.utils.data.DataLoader], mode: str = "alternate",
-                 generator: torch.Generator | None = None):  # fmt: skip
+    def __init__(
+        self,
+        loaders: Mapping[str, torch.utils.data.DataLoader],
+        mode: str = "alternate",
+        generator: torch.Generator | None = None,
+    ):
         self.loaders, self.mode, self.generator = (
             dict(loaders),
             check_choice("mode", mode, SAMPLING),
@@ -109,11 +115,19 @@ class CrossDomainSampler:
             yield d, next(iters[d])
 
 
-def train_cross_domain(models: Mapping[str, nn.Module], tasks: Mapping[str, Sequence[Task]],
-                       train: Mapping[str, torch.utils.data.DataLoader], val: Mapping[str, Mapping],
-                       test: Mapping[str, Mapping], *, epochs: int = 5, lr: float = 2e-3,
-                       weight_decay: float = 0.0, mode: str = "alternate",
-                       generator: torch.Generator | None = None) -> dict[str, dict[str, float]]:  # fmt: skip
+def train_cross_domain(
+    models: Mapping[str, nn.Module],
+    tasks: Mapping[str, Sequence[Task]],
+    train: Mapping[str, torch.utils.data.DataLoader],
+    val: Mapping[str, Mapping],
+    test: Mapping[str, Mapping],
+    *,
+    epochs: int = 5,
+    lr: float = 2e-3,
+    weight_decay: float = 0.0,
+    mode: str = "alternate",
+    generator: torch.Generator | None = None,
+) -> dict[str, dict[str, float]]:
     """Train the domains' models together (one optimizer; shared modules get every domain's gradient).
 
     Args:
@@ -169,8 +183,9 @@ def transfer_gain(alone: Mapping[str, float], together: Mapping[str, float]) -> 
     return out
 
 
-def domain_model(bundle, adapter: SharedAdapter, task_names: Sequence[str], use_id: bool | None = None,
-                 hidden: int = 128) -> tuple[nn.Module, list[Task]]:  # fmt: skip
+def domain_model(
+    bundle, adapter: SharedAdapter, task_names: Sequence[str], use_id: bool | None = None, hidden: int = 128
+) -> tuple[nn.Module, list[Task]]:
     """A hard-sharing model of ``bundle`` whose towers read their texts through ``adapter``.
 
     Args:

@@ -34,10 +34,17 @@ def subsample_rows(num_rows: int, fraction: float, generator: torch.Generator | 
     return np.sort(torch.randperm(num_rows, generator=generator)[:n].numpy())
 
 
-def text_augmented_bundle(bundle: TaskBundle, texts: Sequence[str], keep: np.ndarray,
-                          encode: Callable[[list[str]], torch.Tensor], augmenter: Callable | None = None,
-                          copies: int = 0, generator: torch.Generator | None = None,
-                          data: str = "reviews", tower: str = "item") -> tuple[TaskBundle, list[str]]:  # fmt: skip
+def text_augmented_bundle(
+    bundle: TaskBundle,
+    texts: Sequence[str],
+    keep: np.ndarray,
+    encode: Callable[[list[str]], torch.Tensor],
+    augmenter: Callable | None = None,
+    copies: int = 0,
+    generator: torch.Generator | None = None,
+    data: str = "reviews",
+    tower: str = "item",
+) -> tuple[TaskBundle, list[str]]:
     """A bundle trained on training rows ``keep`` plus ``copies`` augmented texts of each.
 
     Each augmented copy is a new entity (row ``N + j`` of an extended text table) with the labels
@@ -72,11 +79,17 @@ def text_augmented_bundle(bundle: TaskBundle, texts: Sequence[str], keep: np.nda
         if kw.get("features") is not None:
             kw["features"] = torch.cat([kw["features"], kw["features"][entities]])
     kw["num_entities"] = len(table)
-    loader = make_loader(TensorDictDataset(**cols), bundle.train[data].batch_size, shuffle=True,
-                         generator=bundle.generator)  # fmt: skip
+    loader = make_loader(
+        TensorDictDataset(**cols), bundle.train[data].batch_size, shuffle=True, generator=bundle.generator
+    )
     labels = {k: cols[k].numpy() for k in bundle.labels}
-    out = replace(bundle, train={**bundle.train, data: loader}, texts={**bundle.texts, tower: FrozenText(table)},
-                  tower_kwargs={**bundle.tower_kwargs, tower: kw}, labels=labels)  # fmt: skip
+    out = replace(
+        bundle,
+        train={**bundle.train, data: loader},
+        texts={**bundle.texts, tower: FrozenText(table)},
+        tower_kwargs={**bundle.tower_kwargs, tower: kw},
+        labels=labels,
+    )
     return out, new_texts
 
 
@@ -88,10 +101,20 @@ def history_scores(model, histories: torch.Tensor, exclude: torch.Tensor, chunk:
     return torch.cat(rows).masked_fill(exclude, float("-inf")).numpy()
 
 
-def rank_with_histories(samples, eval_histories: torch.Tensor, exclude: torch.Tensor, positives,
-                        num_items: int, item_text: torch.Tensor | None = None, *, max_len: int = 20,
-                        epochs: int = 5, lr: float = 3e-3, dim: int = 64,
-                        generator: torch.Generator | None = None) -> float:  # fmt: skip
+def rank_with_histories(
+    samples,
+    eval_histories: torch.Tensor,
+    exclude: torch.Tensor,
+    positives,
+    num_items: int,
+    item_text: torch.Tensor | None = None,
+    *,
+    max_len: int = 20,
+    epochs: int = 5,
+    lr: float = 3e-3,
+    dim: int = 64,
+    generator: torch.Generator | None = None,
+) -> float:
     """Train a :class:`~mtrec_utils.models.history.HistoryModel` on ``samples``; return its test NDCG@10.
 
     Args:

@@ -93,10 +93,18 @@ class JointEmbeddingModel(nn.Module):
         return tower(torch.arange(tower.num_entities))
 
 
-def train_joint_embedding(model: JointEmbeddingModel, ratings: torch.utils.data.DataLoader,
-                          liked: torch.utils.data.DataLoader, tasks: Sequence[Task], val: dict, *,
-                          epochs: int = 5, lr: float = 2e-3, weight_decay: float = 0.0,
-                          interest_weight: float = 1.0) -> pd.DataFrame:  # fmt: skip
+def train_joint_embedding(
+    model: JointEmbeddingModel,
+    ratings: torch.utils.data.DataLoader,
+    liked: torch.utils.data.DataLoader,
+    tasks: Sequence[Task],
+    val: dict,
+    *,
+    epochs: int = 5,
+    lr: float = 2e-3,
+    weight_decay: float = 0.0,
+    interest_weight: float = 1.0,
+) -> pd.DataFrame:
     """Train rating (MSE) and interest (in-batch softmax) together; keep the best validation epoch.
 
     Args:
@@ -126,8 +134,8 @@ def train_joint_embedding(model: JointEmbeddingModel, ratings: torch.utils.data.
             opt.step()
             sums += [mse.item(), nce.item()]
         metrics = evaluate(model, tasks, val)
-        rows.append({"epoch": epoch, "loss/rating": sums[0] / len(ratings), "loss/interest": sums[1] / len(ratings)}
-                    | {f"val/{k}": v for k, v in metrics.items()})  # fmt: skip
+        losses = {"loss/rating": sums[0] / len(ratings), "loss/interest": sums[1] / len(ratings)}
+        rows.append({"epoch": epoch, **losses} | {f"val/{k}": v for k, v in metrics.items()})
         if metrics["interest/ndcg@10"] > best:
             best, best_state = metrics["interest/ndcg@10"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from mtrec_utils.analyses.finetuning.memory import MemoryMeter
@@ -43,14 +44,14 @@ class JointFinetuner(nn.Module):
             the text through its own adapter (one encoder pass per task).
     """
 
-    def __init__(self, encoder: nn.Module, dim: int, num_departments: int,
-                 task_adapters: Sequence[str] | None = None):  # fmt: skip
+    def __init__(
+        self, encoder: nn.Module, dim: int, num_departments: int, task_adapters: Sequence[str] | None = None
+    ):
         super().__init__()
         self.encoder = encoder
         self.task_adapters = list(task_adapters) if task_adapters else None
-        self.heads = nn.ModuleDict(
-            {"recommended": nn.Linear(dim, 1), "rating": nn.Linear(dim, 1), "department": nn.Linear(dim, num_departments)}
-        )  # fmt: skip
+        outputs = {"recommended": 1, "rating": 1, "department": num_departments}
+        self.heads = nn.ModuleDict({task: nn.Linear(dim, n) for task, n in outputs.items()})
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids and mask -> (B, H) mean-pooled text vectors (no graph if nothing trains)."""
@@ -78,14 +79,15 @@ class JointFinetuner(nn.Module):
         return self.heads_forward(pooled)
 
 
-def joint_loss(outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
-               weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+def joint_loss(
+    outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor], weights: dict[str, float]
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of BCE (recommended), MSE (rating) and cross-entropy (department); and each loss."""
     losses = {
-        "recommended": nn.functional.binary_cross_entropy_with_logits(outputs["recommended"], labels["recommended"]),
-        "rating": nn.functional.mse_loss(outputs["rating"], labels["rating"]),
-        "department": nn.functional.cross_entropy(outputs["department"], labels["department"]),
-    }  # fmt: skip
+        "recommended": F.binary_cross_entropy_with_logits(outputs["recommended"], labels["recommended"]),
+        "rating": F.mse_loss(outputs["rating"], labels["rating"]),
+        "department": F.cross_entropy(outputs["department"], labels["department"]),
+    }
     total = sum(weights[k] * v for k, v in losses.items())
     return total, {k: float(v.detach()) for k, v in losses.items()}
 
@@ -153,8 +155,9 @@ class FinetuneResult:
 
 
 @torch.no_grad()
-def evaluate_clothing(model: JointFinetuner, splits: ClothingSplits, part: str, pad_id: int,
-                      batch_size: int = 64) -> dict[str, float]:  # fmt: skip
+def evaluate_clothing(
+    model: JointFinetuner, splits: ClothingSplits, part: str, pad_id: int, batch_size: int = 64
+) -> dict[str, float]:
     """``{part}_recommended_auc``, ``{part}_rating_rmse``, ``{part}_department_accuracy`` of ``model``."""
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
@@ -179,8 +182,8 @@ def build_model(encoder_model: nn.Module, splits: ClothingSplits, config: Finetu
         encoder = add_task_adapters(encoder_model, TASKS, config.rank)
     else:
         encoder = adapt_encoder(encoder_model, config.mode, config.rank, config.steps)
-    model = JointFinetuner(encoder, encoder_model.config.hidden_size, len(splits.departments),
-                           TASKS if config.task_specific else None)  # fmt: skip
+    adapters = TASKS if config.task_specific else None
+    model = JointFinetuner(encoder, encoder_model.config.hidden_size, len(splits.departments), adapters)
     y = splits.labels["train"]
     rate = float(y["recommended"].mean().clamp(1e-3, 1 - 1e-3))
     with torch.no_grad():
@@ -189,9 +192,16 @@ def build_model(encoder_model: nn.Module, splits: ClothingSplits, config: Finetu
     return model
 
 
-def finetune(encoder_model: nn.Module, splits: ClothingSplits, config: FinetuneConfig, pad_id: int,
-             generator: torch.Generator, accelerator=None, parts: Sequence[str] = ("val", "test"),
-             progress: bool = True) -> FinetuneResult:  # fmt: skip
+def finetune(
+    encoder_model: nn.Module,
+    splits: ClothingSplits,
+    config: FinetuneConfig,
+    pad_id: int,
+    generator: torch.Generator,
+    accelerator=None,
+    parts: Sequence[str] = ("val", "test"),
+    progress: bool = True,
+) -> FinetuneResult:
     """Train encoder + heads jointly for ``config.steps`` steps, then evaluate on ``parts``.
 
     Args:
@@ -258,8 +268,14 @@ def finetune(encoder_model: nn.Module, splits: ClothingSplits, config: FinetuneC
     n = accelerator.num_processes
     return FinetuneResult(
         mode=config.mode + ("_per_task" if config.task_specific else ""),
-        trainable=sum(p.numel() for p in enc if p.requires_grad), total=sum(p.numel() for p in enc),
+        trainable=sum(p.numel() for p in enc if p.requires_grad),
+        total=sum(p.numel() for p in enc),
         head_params=sum(p.numel() for p in plain.heads.parameters()),
-        step_seconds=seconds, samples_per_second=n * config.batch_size / seconds, peak_memory_mb=meter.peak_mb(),
-        memory_kind=meter.kind, metrics=metrics, history=pd.DataFrame(rows), num_processes=n,
-    )  # fmt: skip
+        step_seconds=seconds,
+        samples_per_second=n * config.batch_size / seconds,
+        peak_memory_mb=meter.peak_mb(),
+        memory_kind=meter.kind,
+        metrics=metrics,
+        history=pd.DataFrame(rows),
+        num_processes=n,
+    )

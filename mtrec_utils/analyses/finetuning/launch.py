@@ -24,7 +24,9 @@ from mtrec_utils.models.peft_modes import MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mtrec_utils.analyses.finetuning.launch", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m mtrec_utils.analyses.finetuning.launch", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--encoder", default="bundled-minilm", help="text encoder (default: bundled-minilm)")
     p.add_argument("--mode", default="lora", choices=MODES, help="encoder adaptation (default: lora)")
     p.add_argument("--profile", default="smoke", choices=("smoke", "cpu", "gpu"), help="budget defaults")
@@ -75,14 +77,28 @@ def main(argv: list[str] | None = None) -> dict | None:
     splits = clothing_splits(
         encoder.tokenizer, size["max_train"], size["max_eval"], size["max_length"], generator
     )
-    config = FinetuneConfig(mode=args.mode, steps=size["steps"], batch_size=size["batch_size"], lr=args.lr,
-                            rank=args.rank)  # fmt: skip
-    result = finetune(encoder.model, splits, config, encoder.tokenizer.pad_token_id, generator, accelerator,
-                      parts=("test",), progress=False)  # fmt: skip
+    config = FinetuneConfig(
+        mode=args.mode, steps=size["steps"], batch_size=size["batch_size"], lr=args.lr, rank=args.rank
+    )
+    result = finetune(
+        encoder.model,
+        splits,
+        config,
+        encoder.tokenizer.pad_token_id,
+        generator,
+        accelerator,
+        parts=("test",),
+        progress=False,
+    )
     if not accelerator.is_main_process:
         return None
-    out = {**result.row(), "num_processes": result.num_processes, "device": str(accelerator.device),
-           "memory_kind": result.memory_kind, "batch_size_per_process": size["batch_size"]}  # fmt: skip
+    out = {
+        **result.row(),
+        "num_processes": result.num_processes,
+        "device": str(accelerator.device),
+        "memory_kind": result.memory_kind,
+        "batch_size_per_process": size["batch_size"],
+    }
     print(json.dumps(out), flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps(out, indent=1))

@@ -29,9 +29,16 @@ REMEDIES = {
 }
 
 
-def profile_joint_step(model: torch.nn.Module, tokenizer, texts: Sequence[str],
-                       labels: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-                       weights: dict[str, float], max_length: int = 64, steps: int = 3) -> pd.DataFrame:  # fmt: skip
+def profile_joint_step(
+    model: torch.nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    labels: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    weights: dict[str, float],
+    max_length: int = 64,
+    steps: int = 3,
+) -> pd.DataFrame:
     """Profile ``steps`` joint training steps on one batch of raw ``texts`` (after one warm-up step).
 
     Args:
@@ -65,8 +72,9 @@ def profile_joint_step(model: torch.nn.Module, tokenizer, texts: Sequence[str],
 
     def one_step():
         with phase("tokenise"):
-            batch = tokenizer(list(texts), padding="longest", truncation=True, max_length=max_length,
-                              return_tensors="pt").to(device)  # fmt: skip
+            batch = tokenizer(
+                list(texts), padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
+            ).to(device)
         with phase("encoder_forward"):
             pooled = model.pooled(batch["input_ids"], batch["attention_mask"])  # (B, H)
         with phase("heads_and_loss"):
