@@ -7,7 +7,8 @@
 #   make lab                 JupyterLab on the notebooks with the workbook's kernel
 #   make browser-deps        Debian's Chromium for the browser test (run by make test)
 #
-# Overridable: PYTHON (the interpreter that creates .venv), VENV, PROFILE, PYTEST_ARGS, and
+# Overridable: PYTHON (the interpreter that creates .venv), VENV, PROFILE, PYTEST_ARGS (default: one
+# pytest-xdist worker per core; PYTEST_ARGS= runs serially), and
 # TORCH_SPEC, the pip arguments that install PyTorch first (e.g.
 # TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu121"). An installed torch
 # that satisfies the package's range is kept; it is never reinstalled.
@@ -16,7 +17,7 @@ PYTHON      ?= python3
 VENV        ?= .venv
 PROFILE     ?= auto
 TORCH_SPEC  ?= torch==2.13.0
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n auto --dist worksteal
 KERNEL_NAME ?= mtrec
 
 PY    := $(VENV)/bin/python

@@ -1,16 +1,26 @@
 """Execute each notebook once per test session at the smoke profile; shared by the notebook tests.
 
 Executed copies and metrics land in ``outputs/test-smoke/`` (git-ignored) so that a failure can be
-inspected after the run.
+inspected after the run. Under pytest-xdist (``make test`` runs ``-n auto``) the workers share one
+execution per notebook: the first worker that needs it runs it under a file lock and leaves a marker
+with its :class:`Result` for this test run; the others wait for the lock and read the marker.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+from filelock import FileLock
+
+from mtrec_utils.core.io import atomic_write_json
 from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, REPO, Result, execute, list_notebooks
 
 OUTPUT_DIR = REPO / "outputs" / "test-smoke"
+LOCKS = OUTPUT_DIR / "locks"
+# One id per test run: xdist gives its workers a shared one; a plain pytest process uses its pid.
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
 _results: dict[str, Result] = {}
 
 
@@ -20,9 +30,19 @@ def notebook_path(prefix: str) -> Path:
 
 
 def executed(prefix: str) -> Result:
-    """Execute notebook ``prefix`` at smoke (once per session) and return its Result."""
+    """Execute notebook ``prefix`` at smoke (once per test run, across xdist workers) and return its Result."""
     if prefix not in _results:
-        _results[prefix] = execute(notebook_path(prefix), OUTPUT_DIR, {"PROFILE": "smoke"}, progress=False)
+        LOCKS.mkdir(parents=True, exist_ok=True)
+        marker = LOCKS / f"{prefix}.{RUN_ID}.json"
+        with FileLock(str(LOCKS / f"{prefix}.lock")):
+            if marker.exists():
+                result = Result(**json.loads(marker.read_text()))
+            else:
+                for old in LOCKS.glob(f"{prefix}.*.json"):  # markers of earlier test runs
+                    old.unlink()
+                result = execute(notebook_path(prefix), OUTPUT_DIR, {"PROFILE": "smoke"}, progress=False)
+                atomic_write_json(marker, result.__dict__)
+        _results[prefix] = result
     return _results[prefix]
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import math
 
+import numpy as np
 import pytest
 from nbexec import metrics_of
+from scipy import stats
 
 from mtrec_utils.workbook.expected import (
     band,
@@ -17,8 +19,10 @@ from mtrec_utils.workbook.expected import (
     is_timing,
     load_expected,
     main,
+    prediction_halfwidth,
     problems,
-    read_run,
+    rederive,
+    t_quantile,
 )
 from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
 
@@ -29,19 +33,25 @@ def test_timing_metrics_are_told_apart():
     assert is_timing("article_pipeline_speedup") and is_timing("ours_pipeline_samples_per_s")
     assert is_timing("clothing_step_time_lora_ms") and is_timing("clothing_peak_memory_full_mib")
     assert is_timing("clothing_peak_memory_mb_lora") and is_timing("clothing_step_share_backward_full")
+    assert is_timing("clothing_launch_samples_per_second_1proc")
     assert not is_timing("ml_u1_rmse_joint") and not is_timing("ml_u1_test_sha256")
+    assert not is_timing("synth_per_sample_identity_error")  # "per_sample" is not "per second"
+    assert not is_timing("synth_ml_sizes_final_loss_per_sample_task1")
 
 
-def test_a_band_is_k_standard_deviations_over_seeds_around_seed_0():
-    b = band("ml_u1_rmse_joint", [1.00, 1.02, 0.98])
-    assert b["value"] == 1.00 and b["kind"] == "seeds" and b["num_seeds"] == 3
-    assert b["tol"] == pytest.approx(4 * 0.02)
-    assert check_one(b, 1.07)[0] and not check_one(b, 1.09)[0] and not check_one(b, float("nan"))[0]
-    count = band("ml100k_num_ratings", [100_000, 100_000, 100_000])
+def test_a_band_is_a_t_prediction_interval_around_the_mean_of_the_seeds():
+    values = [1.00, 1.02, 0.98, 1.01, 0.99]
+    b = band("ml_u1_rmse_joint", values)
+    s = float(np.std(values, ddof=1))
+    assert b["value"] == pytest.approx(1.0) and b["kind"] == "seeds" and b["num_seeds"] == 5
+    assert b["tol"] == pytest.approx(stats.t.ppf(0.9995, 4) * s * math.sqrt(1 + 1 / 5))  # 8.61 * s * 1.095
+    assert check_one(b, 1.0 + 0.99 * b["tol"])[0] and not check_one(b, 1.0 + 1.01 * b["tol"])[0]
+    assert not check_one(b, float("nan"))[0] and not check_one(b, None)[0]
+    count = band("ml100k_num_ratings", [100_000] * 5)
     assert count["kind"] == "exact" and check_one(count, 100_000)[0] and not check_one(count, 99_999)[0]
-    epochs = band("ml_u1_best_epoch_joint", [2, 1, 2])  # a count that seeds change gets a band
+    epochs = band("ml_u1_best_epoch_joint", [2, 1, 2, 2, 3])  # a count that seeds change gets a band
     assert epochs["kind"] == "seeds" and check_one(epochs, 1)[0]
-    fixed = band("toy_final_loss_ew_task1", [2.0, 2.0, 2.0])  # deterministic float: float32 noise passes
+    fixed = band("toy_final_loss_ew_task1", [2.0] * 5)  # deterministic float: float32 noise passes
     assert check_one(fixed, 2.0 + 1e-6)[0] and not check_one(fixed, 2.0001)[0]
     sha = band("ml_u1_test_sha256", ["ab", "ab"])
     assert sha["kind"] == "exact" and check_one(sha, "ab")[0] and not check_one(sha, "ac")[0]
@@ -49,6 +59,25 @@ def test_a_band_is_k_standard_deviations_over_seeds_around_seed_0():
     assert check_one(speed, 9.9)[0] and check_one(speed, 0.41)[0] and not check_one(speed, 10.1)[0]
     share = band("clothing_step_share_backward_frozen", [0.0025])  # near 0: a factor alone is too tight
     assert check_one(share, 0.04)[0] and not check_one(share, 0.2)[0]
+
+
+def test_exact_identities_empty_buckets_and_varying_choices():
+    identity = band("synth_per_sample_identity_error", [2.2e-16, 0.0, 4.4e-16])
+    assert (
+        identity["kind"] == "at_most" and check_one(identity, 8.8e-16)[0] and not check_one(identity, 1e-3)[0]
+    )
+    bucket = band("ml_cold_item_rmse_fusion_gt50", [0.7, None, 0.9, 0.8, None])  # empty at two seeds
+    assert bucket["allow_none"] and bucket["num_seeds"] == 3
+    assert check_one(bucket, None)[0] and check_one(bucket, 0.8)[0] and not check_one(bucket, 9.0)[0]
+    never = band("ml_u1_rmse_activity_gt100_joint", [None, None])
+    assert never["kind"] == "exact" and check_one(never, None)[0] and not check_one(never, 1.0)[0]
+    best = band("ml_u1_best_strategy", ["uw", "ew", "uw"])
+    assert best["kind"] == "choice" and check_one(best, "ew")[0] and not check_one(best, "dwa")[0]
+
+
+def test_t_quantiles_shrink_with_more_seeds():
+    assert t_quantile(2) == pytest.approx(31.6, abs=0.1) and t_quantile(4) == pytest.approx(8.61, abs=0.01)
+    assert prediction_halfwidth(1.0, 5) < prediction_halfwidth(1.0, 3)
 
 
 def test_derive_refuses_runs_that_lack_a_notebook_of_the_first():
@@ -84,9 +113,12 @@ def test_cpu_bands_use_the_recorded_std_of_the_longest_matching_stem():
             "ads_auc": 0.8,
         }
     }
-    bands = derive_from_recorded_std(run)["04_x"]
-    assert bands["ml_rmse_joint"]["tol"] == pytest.approx(4 * 0.004)
-    assert bands["ml_rmse_joint_dwa"]["tol"] == pytest.approx(4 * 0.004)
+    bands = derive_from_recorded_std(run, num_seeds=3)["04_x"]
+    width = stats.t.ppf(0.9995, 2) * math.sqrt(2 / 3)  # a new mean of 3 seeds against this mean of 3
+    assert bands["ml_rmse_joint"]["tol"] == pytest.approx(width * 0.004)
+    assert bands["ml_rmse_joint_dwa"]["tol"] == pytest.approx(width * 0.004)
+    std = bands["ml_rmse_joint_std"]  # a std of 3 seeds: within sqrt(F(2, 2)) of the recorded one
+    assert std["kind"] == "ratio" and std["factor"] == pytest.approx(math.sqrt(stats.f.ppf(0.9995, 2, 2)))
     assert bands["ads_auc"]["kind"] == "assumed" and bands["ads_auc"]["tol"] == pytest.approx(0.03 * 0.8)
 
 
@@ -99,7 +131,9 @@ def test_from_runs_writes_a_file_with_its_provenance(tmp_path, monkeypatch):
     monkeypatch.setattr(E, "EXPECTED_DIR", tmp_path / "expected")
     assert main(["from-runs", "--profile", "cpu", str(tmp_path)]) == 0
     saved = load_expected("cpu")
-    assert saved["metrics"]["03_x"]["m"]["tol"] == pytest.approx(0.04)
+    assert saved["metrics"]["03_x"]["m"]["tol"] == pytest.approx(
+        stats.t.ppf(0.9995, 2) * math.sqrt(2 / 3) * 0.01
+    )
     assert "from-runs" in saved["how"] and saved["date"] and "CPU cores" in saved["machine"]
     with pytest.raises(FileNotFoundError, match="derive --profile gpu"):
         load_expected("gpu")
@@ -127,34 +161,37 @@ def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(t
     from_runs = load_expected("cpu")["metrics"]["04_x"]
     (tmp_path / "runs" / "seed0" / "metrics" / "04_x.json").write_text(json.dumps(doc))  # seed 0 has it all
     runs = str(tmp_path / "runs")
-    assert main(["derive", "--profile", "cpu", "--only", "02", "--reuse", "--output-dir", runs]) == 0
+    argv = [
+        "derive",
+        "--profile",
+        "cpu",
+        "--only",
+        "02",
+        "--reuse",
+        "--output-dir",
+        runs,
+        "--seeds",
+        "0",
+        "1",
+        "2",
+    ]
+    assert main(argv) == 0
     saved = load_expected("cpu")
     assert set(saved["metrics"]) == {"04_x", "02_building_datasets"}  # merged, nothing lost
-    assert saved["metrics"]["02_building_datasets"]["auc"]["tol"] == pytest.approx(4 * 0.01)
+    tol = prediction_halfwidth(0.01, 3)  # seeds 0.90, 0.92, 0.91: std 0.01
+    assert saved["metrics"]["02_building_datasets"]["auc"]["tol"] == pytest.approx(tol)
     assert saved["metrics"]["04_x"] == from_runs  # not re-derived from seed 0 alone
     assert "from-runs" in saved["notebooks"]["04_x"]["how"]  # kept from the first file
     assert saved["notebooks"]["02_building_datasets"]["how"].endswith("--seeds 0 1 2 --only 02")
     assert saved["notebooks"]["02_building_datasets"]["seeds"] == [0, 1, 2]
 
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
-
-
-def recorded_seed_run(profile: str, seed: int) -> dict[str, dict]:
-    """The committed metrics of one seed's run: ``results/<profile>/seeds/seed<N>/metrics/`` (cpu seed 0: ``results/cpu``)."""
-    folder = RESULTS / profile / "seeds" / f"seed{seed}"
-    return read_run(RESULTS / "cpu" if profile == "cpu" and seed == 0 else folder)
-
-
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_every_band_follows_from_the_committed_runs_that_set_it(profile):
     doc = load_expected(profile)
     assert set(doc["notebooks"]) == set(doc["metrics"])  # each notebook says how its bands were made
+    again = rederive(doc)
     for notebook, how in doc["notebooks"].items():
-        if "from-runs" in how["how"]:  # one run whose notebook recorded its own std over seeds
-            again = derive_from_recorded_std({notebook: recorded_seed_run(profile, 0)[notebook]})
-        else:
-            again = derive([{notebook: recorded_seed_run(profile, s)[notebook]} for s in how["seeds"]])
         assert again[notebook] == doc["metrics"][notebook], f"{profile} bands of {notebook} ({how['how']})"
 
 

@@ -7,8 +7,13 @@ import math
 import pytest
 from nbexec import metrics_of
 
+from mtrec_utils.analyses.embedding.coldstart import bucket_labels
+
 FUSIONS = ("sum", "concat", "gate", "attention", "sum_id_text")
 COLD_MODELS = ("id_only", "text_only", "id_text", "fusion")
+
+
+BUCKETS = bucket_labels()
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +43,11 @@ def test_every_fusion_is_measured_and_plausible(metrics):
 def test_cold_start_buckets_are_recorded_for_every_model(metrics):
     for model in COLD_MODELS:
         assert 0.7 < metrics[f"ml_cold_items_rmse_{model}"] < 1.6, model
-        item_buckets = [k for k in metrics if k.startswith(f"ml_cold_item_rmse_{model}_")]
-        assert {"ml_cold_item_rmse_" + model + "_" + b for b in ("0", "1_5", "6_20")} <= set(item_buckets)
-        assert all(0.0 < metrics[k] < 3.0 for k in item_buckets)
-        assert any(k.startswith(f"ml_cold_user_rmse_{model}_") for k in metrics)
+        for kind in ("item", "user"):  # every bucket is recorded, an empty one as None
+            names = {f"ml_cold_{kind}_rmse_{model}_{b.replace('>', 'gt').replace('-', '_')}" for b in BUCKETS}
+            assert names <= set(metrics), sorted(names - set(metrics))
+            assert all(metrics[k] is None or 0.0 < metrics[k] < 3.0 for k in names)
+        assert all(metrics[f"ml_cold_item_rmse_{model}_{b}"] is not None for b in ("0", "1_5", "6_20"))
     for key in ("ml_cold_gate_id_weight_cold", "ml_cold_gate_id_weight_warm"):
         assert 0.0 <= metrics[key] <= 1.0
 

@@ -41,3 +41,13 @@ def test_personalization_metrics_are_recorded_and_sane(personalization_metrics):
     for key in ("joint", "single", "mf", "popularity"):
         assert 0 <= m[f"ml_u1_diversity_{key}"] <= 1 and m[f"ml_u1_novelty_{key}"] > 0
     assert m["ml_u1_novelty_popularity"] < m["ml_u1_novelty_joint"]
+
+
+@pytest.mark.notebooks
+def test_every_activity_bucket_is_recorded_even_when_empty(personalization_metrics):
+    keys = ("le20", "21_50", "51_100", "gt100")
+    names = [f"ml_u1_{m}_activity_{k}_joint" for m in ("ndcg10", "rmse") for k in keys]
+    assert set(names) <= set(personalization_metrics)  # a fixed set of names at every seed and profile
+    values = [personalization_metrics[n] for n in names]
+    assert None in values  # the smoke slice has no user with more than 100 training ratings
+    assert all(v is None or 0.0 <= v < 5.0 for v in values)

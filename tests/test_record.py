@@ -58,3 +58,9 @@ def test_broken_metrics_file_gives_clear_error(tmp_path):
 def test_atomic_write_leaves_no_temporary_file(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "hello")
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_an_empty_group_records_none_not_nan():
+    from mtrec_utils.core.record import or_none
+
+    assert or_none(float("nan")) is None and or_none(np.float32(0.5)) == 0.5 and or_none(2) == 2.0

@@ -107,6 +107,16 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot record a value of type {type(value).__name__}; use a number, str, list or dict")
 
 
+def or_none(value: Any) -> float | None:
+    """``value`` as a float, or ``None`` when it is NaN: the mean of an empty group (bucket) has no value.
+
+    A notebook records every name at every seed and profile; an empty bucket records ``None`` (JSON
+    ``null``), which the expected bands accept where some seeds had it, instead of leaving the name out.
+    """
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
 def record(name: str, value: Any, *, show: bool = True) -> None:
     """Record metric ``name`` = ``value`` for the active run, write it atomically and display it.
 

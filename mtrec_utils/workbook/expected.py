@@ -1,15 +1,25 @@
 """Expected values and tolerance bands of every recorded metric: ``tests/expected/<profile>.json``.
 
-A band is derived from measured runs, never guessed:
+A band is a prediction interval for ONE new run (another seed, another machine), derived from
+measured runs, never guessed. The rule, at coverage ``COVERAGE`` (99.9 %):
 
-- ``smoke``: the whole workbook is executed with several seeds (``derive``); a metric's expected value
-  is its value at seed 0 (the seed the tests run) and its tolerance is ``K_STD`` times its standard
-  deviation over the seeds, at least a tiny floor (1e-6 relative), so float noise between machines passes
-  and a real change fails. A count that no seed changed, and a hash, must match exactly.
-- ``cpu``: one run per notebook is too long to repeat three times per seed; the notebooks that average
-  several seeds record ``<metric>_std``, and a metric's tolerance is ``K_STD`` times the std of its own
-  name or of the longest recorded ``..._std`` stem it starts with (``ml_u1_rmse_joint_dwa`` uses
-  ``ml_u1_rmse_joint_std``). A metric without one gets ``ASSUMED_REL`` relative, marked ``assumed``.
+- ``smoke``: the workbook is executed with n >= 5 seeds (``derive``). A metric's band is
+  ``mean ± t(n-1) · s · sqrt(1 + 1/n)``: ``mean`` and ``s`` (sample standard deviation) over the n
+  seeds, ``t(n-1)`` the two-sided Student-t quantile with n - 1 degrees of freedom. This is the
+  textbook prediction interval for one more draw from a normal distribution whose mean and spread are
+  both estimated; with few seeds t is large (n = 5: t = 8.61), because the spread itself is uncertain
+  (a 3-seed standard deviation is uncertain by a factor of about 2 either way, so "4 × std" was too
+  narrow: an unseen seed fell outside 23 of 368 bands). A floor (1e-9 + 1e-6 relative) covers float
+  rounding where every seed agrees.
+- ``cpu``: a notebook that averages r seeds records ``<metric>`` (the mean) and ``<metric>_std``; a new
+  run's mean over r seeds lies in ``mean ± t(r-1) · s · sqrt(2 / r)`` (the difference of two means of r
+  draws). A ``_std`` itself lies within a factor ``sqrt(F(r-1, r-1))`` of the recorded one (the ratio
+  of two sample variances is F-distributed). A metric with neither gets ``ASSUMED_REL`` relative,
+  marked ``assumed`` (a one-seed section: no verdict can be drawn from it).
+- Exact by construction: counts that no seed changes, hashes and strings must match (a string that
+  differs between seeds, e.g. the best setting's name, must be one of the values seen); identities
+  (``…identity_error``, ``…equivalence_error``, ``gradcheck…``) must stay below an absolute bound;
+  a bucket that is empty at some seeds records ``None`` (JSON null), and its band accepts ``None``.
 - Timing metrics (seconds, samples/s, speedups, memory) depend on the machine: their band is a factor
   of ``TIMING_FACTOR`` either way.
 
@@ -36,12 +46,17 @@ from mtrec_utils.core.io import REPO_ROOT, atomic_write_json
 from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, execute, finished, list_notebooks
 
 EXPECTED_DIR = REPO_ROOT / "tests" / "expected"
-K_STD = 4.0
+RESULTS_DIR = REPO_ROOT / "results"  # committed runs: <profile>/seeds/seed<N>/metrics/ (cpu seed 0: cpu/)
+COVERAGE = 0.999  # of the prediction interval for one new run
 TIMING_FACTOR = 5.0
 ASSUMED_REL = 0.03
+CPU_SEEDS = 3  # seeds behind a cpu notebook's recorded mean and _std (Profile.num_seeds at cpu)
+IDENTITY_BOUND = 1e-6  # an identity's error must stay below this (float64 rounding is ~1e-16)
 TIMING = re.compile(
-    r"(seconds|_per_s|speedup|step_time|_ms$|_ms_|peak_mem|memory|_mib|_mb_|throughput|utili[sz]ation|_share_)"
+    r"(seconds|per_second|_per_s$|_per_s_|speedup|step_time|_ms$|_ms_|peak_mem|memory|_mib|_mb_|throughput"
+    r"|utili[sz]ation|_share_)"
 )
+IDENTITY = re.compile(r"(identity_error|equivalence_error|^gradcheck_.*error)$")
 SHARE_SLACK = 0.05  # a timing share (fraction of a step) may also move this much in absolute terms
 Metrics = Mapping[str, Mapping[str, object]]  # {notebook: {metric: value}}
 
@@ -56,20 +71,52 @@ def _floor(value: float) -> float:
     return 1e-9 + 1e-6 * abs(value)
 
 
+def t_quantile(dof: int, coverage: float = COVERAGE) -> float:
+    """The two-sided Student-t quantile with ``dof`` degrees of freedom at ``coverage``."""
+    from scipy.stats import t
+
+    return float(t.ppf((1 + coverage) / 2, dof))
+
+
+def prediction_halfwidth(std: float, n: int, coverage: float = COVERAGE) -> float:
+    """Half-width of the prediction interval for one new draw, from n draws with sample std ``std``."""
+    return t_quantile(n - 1, coverage) * std * math.sqrt(1 + 1 / n)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
 def band(name: str, values: Sequence[object]) -> dict:
-    """The band of one metric from its values over seeds (the first is the expected value)."""
-    first = values[0]
-    if not isinstance(first, (int, float)) or isinstance(first, bool):
-        return {"value": first, "kind": "exact"}
-    if isinstance(first, int) and all(v == first for v in values):  # a count that no seed changes
-        return {"value": first, "kind": "exact"}
+    """The band of one metric from its values over seeds (``None``: the metric had no value there)."""
+    numbers = [v for v in values if _is_number(v)]
+    allow_none = any(v is None for v in values)
+    if not numbers:
+        others = {json.dumps(v, sort_keys=True) for v in values if v is not None}
+        if len(others) > 1:  # e.g. the name of the best setting: any value seen is a valid outcome
+            return {
+                "values": sorted(json.loads(v) for v in others),
+                "kind": "choice",
+                "allow_none": allow_none,
+            }
+        return {
+            "value": json.loads(others.pop()) if others else None,
+            "kind": "exact",
+            "allow_none": allow_none,
+        }
+    extra = {"allow_none": True} if allow_none else {}
+    first = numbers[0]
+    if all(isinstance(v, int) for v in numbers) and all(v == first for v in numbers):  # a fixed count
+        return {"value": first, "kind": "exact", **extra}
+    if IDENTITY.search(name):
+        return {"value": IDENTITY_BOUND, "kind": "at_most", **extra}
     if is_timing(name):
         slack = SHARE_SLACK if "_share_" in name else 0.0
-        return {"value": float(first), "kind": "timing", "factor": TIMING_FACTOR, "abs": slack}
-    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
-    spread = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-    tol = max(K_STD * spread, _floor(float(first)))
-    return {"value": float(first), "kind": "seeds", "tol": tol, "seed_std": spread, "num_seeds": len(values)}
+        return {"value": float(first), "kind": "timing", "factor": TIMING_FACTOR, "abs": slack, **extra}
+    n, mean = len(numbers), float(np.mean(numbers))
+    spread = float(np.std(numbers, ddof=1)) if n > 1 else 0.0
+    tol = max(prediction_halfwidth(spread, n) if n > 1 else 0.0, _floor(mean))
+    return {"value": mean, "kind": "seeds", "tol": tol, "seed_std": spread, "num_seeds": n, **extra}
 
 
 def derive(runs: Sequence[Metrics]) -> dict[str, dict[str, dict]]:
@@ -79,17 +126,15 @@ def derive(runs: Sequence[Metrics]) -> dict[str, dict[str, dict]]:
         ValueError: when a later run lacks a notebook of the first (its seeds would be silently missing).
     """
     out: dict[str, dict[str, dict]] = {}
-    for notebook, metrics in runs[0].items():
+    for notebook in runs[0]:
         missing = [k for k, r in enumerate(runs) if notebook not in r]
         if missing:
             raise ValueError(
                 f"{notebook} was not run in run(s) {missing} of {len(runs)}: run it with those "
                 "seeds, or derive its bands from the seeds it was run with (--only, --seeds)"
             )
-        out[notebook] = {
-            name: band(name, [value] + [r[notebook][name] for r in runs[1:] if name in r[notebook]])
-            for name, value in sorted(metrics.items())
-        }
+        names = sorted(set().union(*(r[notebook] for r in runs)))
+        out[notebook] = {name: band(name, [r[notebook].get(name) for r in runs]) for name in names}
     return out
 
 
@@ -98,16 +143,28 @@ def _std_of(name: str, metrics: Mapping[str, object]) -> float | None:
     return float(metrics[max(stems, key=len) + "_std"]) if stems else None
 
 
-def derive_from_recorded_std(run: Metrics) -> dict[str, dict[str, dict]]:
-    """Bands for one run whose notebooks record ``<metric>_std`` over their seeds (the ``cpu`` profile)."""
+def derive_from_recorded_std(run: Metrics, num_seeds: int = CPU_SEEDS) -> dict[str, dict[str, dict]]:
+    """Bands for one run whose notebooks record ``<metric>_std`` over ``num_seeds`` seeds (``cpu``)."""
+    t = t_quantile(num_seeds - 1)
+    from scipy.stats import f
+
+    std_factor = math.sqrt(float(f.ppf((1 + COVERAGE) / 2, num_seeds - 1, num_seeds - 1)))
     out: dict[str, dict[str, dict]] = {}
     for notebook, metrics in run.items():
         out[notebook] = {}
         for name, value in sorted(metrics.items()):
             entry = band(name, [value])
             std = _std_of(name, metrics) if entry["kind"] == "seeds" and not name.endswith("_std") else None
-            if entry["kind"] == "seeds" and std is not None:
-                entry.update(tol=max(K_STD * std, _floor(entry["value"])), seed_std=std, num_seeds=None)
+            if entry["kind"] == "seeds" and name.endswith("_std"):
+                entry = {
+                    "value": entry["value"],
+                    "kind": "ratio",
+                    "factor": std_factor,
+                    "num_seeds": num_seeds,
+                }
+            elif entry["kind"] == "seeds" and std is not None:
+                tol = max(t * std * math.sqrt(2 / num_seeds), _floor(entry["value"]))
+                entry.update(tol=tol, seed_std=std, num_seeds=num_seeds)
             elif entry["kind"] == "seeds":
                 entry.update(kind="assumed", tol=max(ASSUMED_REL * abs(entry["value"]), 1e-6))
                 entry.pop("seed_std"), entry.pop("num_seeds")
@@ -117,17 +174,23 @@ def derive_from_recorded_std(run: Metrics) -> dict[str, dict[str, dict]]:
 
 def check_one(entry: Mapping, value: object) -> tuple[bool, str]:
     """Whether ``value`` lies in the band ``entry``, and the band as text."""
-    expected = entry["value"]
+    if value is None and entry.get("allow_none"):
+        return True, "None (an empty bucket) or " + check_one({**entry, "allow_none": False}, 0)[1]
     if entry["kind"] == "exact":
-        return value == expected, f"== {expected!r}"
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(float(value)):
-        return False, f"a finite number near {expected:.6g}"
-    if entry["kind"] == "timing":
+        return value == entry["value"], f"== {entry['value']!r}"
+    if entry["kind"] == "choice":
+        return value in entry["values"], f"one of {entry['values']!r}"
+    if not _is_number(value):
+        return False, "a finite number" + ("" if entry["kind"] == "choice" else f" near {entry['value']:.6g}")
+    expected, number = entry["value"], float(value)  # type: ignore[arg-type]
+    if entry["kind"] == "at_most":
+        return abs(number) <= expected, f"|x| <= {expected:.3g}"
+    if entry["kind"] in ("timing", "ratio"):
         lo, hi = sorted((expected / entry["factor"], expected * entry["factor"]))
         lo, hi = lo - entry.get("abs", 0.0), hi + entry.get("abs", 0.0)
-        return lo <= float(value) <= hi, f"[{lo:.4g}, {hi:.4g}] (x{entry['factor']:g} of {expected:.4g})"
+        return lo <= number <= hi, f"[{lo:.4g}, {hi:.4g}] (x{entry['factor']:.3g} of {expected:.4g})"
     tol = entry["tol"]
-    return abs(float(value) - expected) <= tol, f"{expected:.6g} ± {tol:.3g}"
+    return abs(number - expected) <= tol, f"{expected:.6g} ± {tol:.3g}"
 
 
 def compare(recorded: Metrics, expected: Mapping[str, Mapping[str, Mapping]]) -> pd.DataFrame:
@@ -194,7 +257,7 @@ def save_expected(
     machine = f"{platform.machine()} {platform.system()}, {_cpus()} CPU cores, no GPU"
     mine = {"how": how, "date": datetime.date.today().isoformat(), "machine": machine, "seeds": list(seeds)}
     notebooks = {nb: dict((kept or {}).get(nb, mine)) for nb in sorted(metrics)}
-    doc = {"profile": profile, **mine, "k_std": K_STD, "notebooks": notebooks, "metrics": metrics}
+    doc = {"profile": profile, **mine, "coverage": COVERAGE, "notebooks": notebooks, "metrics": metrics}
     return atomic_write_json(expected_path(profile), doc)
 
 
@@ -218,6 +281,27 @@ def read_run(folder: str | Path) -> dict[str, dict]:
     return {f["notebook"]: f["metrics"] for f in files}
 
 
+def committed_run(profile: str, seed: int) -> dict[str, dict]:
+    """The committed metrics of one seed's run (``results/<profile>/seeds/seed<N>``; cpu seed 0: ``results/cpu``)."""
+    folder = RESULTS_DIR / profile / "seeds" / f"seed{seed}"
+    return read_run(RESULTS_DIR / "cpu" if profile == "cpu" and seed == 0 else folder)
+
+
+def rederive(doc: Mapping) -> dict[str, dict[str, dict]]:
+    """Every band of an expected file derived again, by the current rule, from the committed runs behind it.
+
+    Each notebook keeps its provenance: seed runs (``derive``) or one run with recorded ``_std``
+    (``from-runs``). A test checks that the committed bands equal this.
+    """
+    profile, bands = doc["profile"], {}
+    for notebook, how in notebook_provenance(doc).items():
+        if "from-runs" in how["how"]:
+            bands.update(derive_from_recorded_std({notebook: committed_run(profile, 0)[notebook]}))
+        else:
+            bands.update(derive([{notebook: committed_run(profile, s)[notebook]} for s in how["seeds"]]))
+    return bands
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mtrec_utils.workbook.expected", description=__doc__.split("\n")[0]
@@ -226,7 +310,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("derive", help="execute the workbook with several seeds and write the bands")
     d.add_argument("--profile", default="smoke", help="smoke (default) | cpu | gpu")
     d.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds; the first is the expected one"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        help="seeds (at least 2; 5 or more for useful bands)",
     )
     d.add_argument("--only", default=None, help="comma-separated notebook prefixes (default: all)")
     d.add_argument("--output-dir", default="outputs/expected", help="where the executed runs go")
@@ -238,7 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument(
         "folders", nargs="+", help="metrics folders; later folders' notebooks replace earlier ones"
     )
+    r = sub.add_parser("rederive", help="bands again from the committed runs (results/), same provenance")
+    r.add_argument("--profile", default="smoke")
     args = parser.parse_args(argv)
+    if args.command == "rederive":
+        doc = load_expected(args.profile)
+        provenance = notebook_provenance(doc)
+        print(save_expected(args.profile, rederive(doc), doc["how"], doc["seeds"], provenance))
+        return 0
     if args.command == "derive":
         runs, notebooks = [], list_notebooks(NOTEBOOKS_DIR, args.only)
         wanted = {nb.stem for nb in notebooks}

@@ -99,6 +99,17 @@ def band_provenance(profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ONE_SEED = "one seed: no verdict"
+
+
+def has_spread(metrics: Mapping[str, object], *names: str) -> bool:
+    """Whether every one of ``names`` was measured over several seeds (its ``_std`` is recorded).
+
+    A difference between two single draws is no finding: seed-to-seed spread alone can make it.
+    """
+    return all(f"{n}_std" in metrics and metrics[f"{n}_std"] is not None for n in names)
+
+
 def paired(
     metrics: Mapping[str, object], stem: str, a: str, b: str
 ) -> tuple[float, float, float, float] | None:
@@ -122,7 +133,8 @@ GAIN_TASKS = [
 def gain_table(metrics: Mapping[str, object]) -> pd.DataFrame:
     """Single-task vs joint for every task of notebook 04: means, stds, gain (positive = joint better).
 
-    A gain beyond twice the combined std is a verdict either way; without a recorded std, beyond 0.5%.
+    A gain beyond twice the combined std is a verdict either way; a task measured with one seed (no
+    recorded std) gets :data:`ONE_SEED`.
     """
     rows = []
     for stem, label, higher in GAIN_TASKS:
@@ -132,9 +144,15 @@ def gain_table(metrics: Mapping[str, object]) -> pd.DataFrame:
         s, s_std, j, j_std = pair
         gain = (j - s) if higher else (s - j)
         noise = math.hypot(s_std, j_std)
-        margin = 2 * noise or 0.005 * abs(s)  # without a recorded std: 0.5% of the single-task value
+        margin = 2 * noise
         verdict = (
-            "joint better" if gain > margin else "joint worse" if gain < -margin else "no clear difference"
+            ONE_SEED
+            if not has_spread(metrics, f"{stem}_single", f"{stem}_joint")
+            else "joint better"
+            if gain > margin
+            else "joint worse"
+            if gain < -margin
+            else "no clear difference"
         )
         rows.append(
             {
@@ -192,8 +210,8 @@ CLAIMS = [
 def check_claims(metrics: Mapping[str, object], claims: Sequence[Claim] = CLAIMS) -> pd.DataFrame:
     """Each claim with both numbers and a verdict (``supported``, ``not supported``, ``no clear difference``).
 
-    Noise is the recorded ``_std`` of both numbers where there is one; without it, a difference of less
-    than 0.5% of the baseline counts as no clear difference.
+    Noise is twice the combined recorded ``_std`` of both numbers; a claim whose numbers come from one
+    seed (no recorded std) gets :data:`ONE_SEED`: a single draw is no evidence either way.
     """
     rows = []
     unmeasured = {"ours": None, "baseline": None, "verdict": "not measured in this run"}
@@ -206,8 +224,9 @@ def check_claims(metrics: Mapping[str, object], claims: Sequence[Claim] = CLAIMS
         noise = 2 * math.hypot(
             float(metrics.get(c.method + "_std", 0)), float(metrics.get(c.baseline + "_std", 0))
         )
-        noise = noise or 0.005 * abs(b)
-        if c.matches:
+        if not has_spread(metrics, c.method, c.baseline):
+            verdict = ONE_SEED
+        elif c.matches:
             verdict = "not supported" if gain < -noise else "supported"
         else:
             verdict = (
