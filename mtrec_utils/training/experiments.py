@@ -9,19 +9,34 @@ best weights restored) and measures it on the test split::
 :func:`run_seeds` repeats a set of named settings over seeds and returns one tidy row per
 (setting, seed, metric); :func:`gain_table` turns single-task and joint rows into mean +- std per
 metric and the gain of joint training, signed so that a positive gain is always an improvement.
+
+Runs are independent, so :func:`run_experiments` (and ``run_seeds``) can train them side by side
+in worker processes (``workers=``), and a :class:`RunMemo` keeps the runs already trained so that
+a setting asked for again is not trained again::
+
+    memo = RunMemo()
+    rows = run_seeds(bundle, settings, seeds=[0, 1, 2], workers=default_workers(), memo=memo, epochs=5)
 """
 
 from __future__ import annotations
 
+import inspect
+import multiprocessing
+import os
+import pickle
+import random
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from mtrec_utils.core.config import get_device
 from mtrec_utils.data.tasks import LOWER_IS_BETTER
 from mtrec_utils.models.sharing import build_model
 from mtrec_utils.training.bundles import TaskBundle, init_heads
@@ -131,7 +146,14 @@ def run_experiment(
 
 
 def run_seeds(
-    bundle: TaskBundle, settings: Mapping[str, Mapping], seeds: Sequence[int], progress: bool = True, **common
+    bundle: TaskBundle,
+    settings: Mapping[str, Mapping],
+    seeds: Sequence[int],
+    progress: bool = True,
+    *,
+    workers: int = 1,
+    memo: RunMemo | None = None,
+    **common,
 ) -> pd.DataFrame:
     """Run every setting for every seed; one row per (setting, seed, metric).
 
@@ -140,21 +162,347 @@ def run_seeds(
         settings: ``{label: run_experiment keyword arguments}``, each with ``task_names``.
         seeds: the seeds.
         progress: show one progress bar over all runs.
+        workers: runs trained at once, each in a worker process of one thread (see
+            :func:`run_experiments`); 1 trains them one after another in this process.
+        memo: a :class:`RunMemo`: runs it already holds are not trained again, new ones are added.
         common: keyword arguments shared by every run (e.g. ``epochs=``).
 
     Returns:
         DataFrame with columns ``setting``, ``seed``, ``metric`` (``"<task>/<metric>"``), ``value``,
-        ``seconds``, ``best_epoch``.
+        ``seconds``, ``best_epoch``; the same rows, in the same order, whatever ``workers``.
+    """
+    jobs = [(label, seed) for label in settings for seed in seeds]
+    runs = [{**common, **settings[label], "bundle": bundle, "seed": seed} for label, seed in jobs]
+    results = run_experiments(runs, workers=workers, memo=memo, progress=progress, desc=f"{bundle.name} runs")
+    return pd.concat(
+        [result_rows(label, seed, result) for (label, seed), result in zip(jobs, results)], ignore_index=True
+    )
+
+
+# --- independent runs side by side, and runs kept by their settings -------------------------------
+
+# run_experiment arguments that hand in live objects or resume from a file: such runs are never memoised
+_UNMEMOISED = ("log", "callbacks", "state_path")
+# ... and those that report back to this process while training: such runs train here, not in a worker
+_IN_PROCESS = ("log", "callbacks")
+
+
+def _given(value: Any) -> bool:
+    """Whether an optional argument was given (not None, not an empty list of callbacks)."""
+    return value is not None and not (isinstance(value, list | tuple) and not value)
+
+
+def default_workers(jobs: int | None = None, device: str = "auto") -> int:
+    """How many runs to train at once: one per usable CPU core, at most ``jobs``.
+
+    1 where runs cannot be forked safely: on a GPU (CUDA cannot be used in a forked process, and the
+    runs would share one device anyway) and off Linux (no cheap, safe ``fork``).
+    """
+    if not _can_fork() or get_device(device).type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, jobs) if jobs is not None else cores)
+
+
+def _can_fork() -> bool:
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _check_workers(workers: int) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"workers={workers!r} is not valid; it must be a positive integer "
+            "(1: one run after another, 2 or more: runs trained at once in worker processes)"
+        )
+    return workers
+
+
+_SIGNATURE = inspect.signature(run_experiment)
+
+
+def _bound(run: Mapping) -> dict[str, Any]:
+    """``run`` as run_experiment's full arguments (defaults filled in), or a TypeError naming the problem."""
+    try:
+        bound = _SIGNATURE.bind(**run)
+    except TypeError as err:
+        raise TypeError(f"not run_experiment arguments ({err}): {sorted(run)}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable, order-stable form of a setting's value; TypeError for values without one."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        return _canonical(value.item())
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _canonical(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_canonical(v) for v in value)
+    raise TypeError(f"no settings key for a {type(value).__name__}")
+
+
+@dataclass
+class _RandomState:
+    """The random state a run leaves behind: Python, NumPy, PyTorch (and CUDA), the bundle's generator."""
+
+    python_rng: Any
+    numpy_rng: Any
+    torch_rng: torch.Tensor
+    cuda_rngs: list[torch.Tensor] | None
+    bundle_rng: torch.Tensor
+    hash_seed: str | None
+
+    @classmethod
+    def capture(cls, bundle: TaskBundle) -> _RandomState:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        return cls(
+            random.getstate(),
+            np.random.get_state(),
+            torch.get_rng_state(),
+            cuda,
+            bundle.generator.get_state(),
+            os.environ.get("PYTHONHASHSEED"),
+        )
+
+    def restore(self, bundle: TaskBundle) -> None:
+        random.setstate(self.python_rng)
+        np.random.set_state(self.numpy_rng)
+        torch.set_rng_state(self.torch_rng)
+        if self.cuda_rngs is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rngs)
+        bundle.generator.set_state(self.bundle_rng)
+        if self.hash_seed is not None:
+            os.environ["PYTHONHASHSEED"] = self.hash_seed
+
+
+class RunMemo:
+    """Runs already trained, kept by their full settings, so that one asked for again is not retrained.
+
+    The key is every argument of :func:`run_experiment` with its defaults filled in: the bundle
+    (the object itself, which the memo keeps alive), the task names in order, seed, arch, strategy
+    and its kwargs, schedule, epochs, lr, encoder_lr, weight decay, patience, monitor, hidden,
+    dropout, cosine_every, tb_dir, checkpoint_path, device and mixed precision (``progress`` is left
+    out: it changes nothing). Runs given ``log``, ``callbacks`` or ``state_path`` are never kept,
+    nor runs whose settings hold values other than numbers, strings, paths, lists and dicts.
+
+    A hit returns the same :class:`RunResult` object as the first run (treat it as read-only) and
+    leaves the random generators (Python, NumPy, PyTorch, the bundle's) where training it again
+    would have left them. Files the first run wrote (TensorBoard logs, checkpoint) are not written
+    again. ``trained`` and ``hits`` count the runs trained and the runs served from memory. The memo
+    keeps every model it holds alive (on its device): :meth:`clear` lets them go.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple, tuple[TaskBundle, RunResult, _RandomState]] = {}
+        self.trained = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def clear(self) -> None:
+        """Forget every run (the counts stay)."""
+        self._runs.clear()
+
+    @staticmethod
+    def key(run: Mapping) -> tuple | None:
+        """The settings key of ``run`` (run_experiment keyword arguments), or None if it is not kept."""
+        args = _bound(run)
+        if any(_given(args[name]) for name in _UNMEMOISED):
+            return None
+        bundle = args.pop("bundle")
+        args.pop("progress")
+        try:
+            return (id(bundle), _canonical(args))
+        except TypeError:
+            return None
+
+    def get(self, key: tuple | None) -> tuple[RunResult, _RandomState] | None:
+        found = self._runs.get(key) if key is not None else None
+        return None if found is None else found[1:]
+
+    def put(self, key: tuple | None, bundle: TaskBundle, result: RunResult, state: _RandomState) -> None:
+        if key is not None:
+            self._runs[key] = (bundle, result, state)
+
+
+def run_experiments(
+    runs: Sequence[Mapping],
+    *,
+    workers: int = 1,
+    memo: RunMemo | None = None,
+    progress: bool = False,
+    desc: str = "runs",
+) -> list[RunResult]:
+    """Train independent runs, ``workers`` at a time; their results in the order of ``runs``.
+
+    Args:
+        runs: :func:`run_experiment` keyword arguments of each run, ``bundle`` and ``task_names``
+            included (runs may use different bundles).
+        workers: runs trained at once. 1: one after another in this process, exactly as calling
+            ``run_experiment`` in a loop. More: each run trains in a worker process forked from this
+            one (Linux; CPU only), with one PyTorch thread; the bundles are inherited, not copied.
+            A run seeds itself (``set_seed`` and the bundle's generator), so its numbers are the
+            same bit for bit as in a loop with one thread (the notebooks' ``CPU_THREADS = 1``),
+            and afterwards the random generators of this process are where the loop would
+            have left them.
+        memo: a :class:`RunMemo`: runs it already holds, or that appear twice in ``runs``, are
+            trained once; the runs trained here are added to it.
+        progress: one progress bar over the runs.
+        desc: its label.
+
+    What comes back from a worker: the history (with its ``attrs``), the step log's rows (a new
+    :class:`~mtrec_utils.training.schedules.TrainingLog` without ``probe``), the test metrics, the
+    seconds, and the model as a state dict, from which ``RunResult.model`` is rebuilt here: same
+    class, built from the run's bundle, arch, hidden and dropout, on the CPU, in the mode the worker
+    left it. Runs that report to this process while training (``log=`` for a live view,
+    ``callbacks=``) need ``workers=1``.
+
+    Raises:
+        ValueError: ``workers`` is not a positive integer, or runs cannot train in workers here
+            (not Linux, a device other than the CPU, ``log``/``callbacks`` given).
     """
     from tqdm.auto import tqdm
 
-    frames = []
-    jobs = [(label, seed) for label in settings for seed in seeds]
-    for label, seed in tqdm(jobs, desc=f"{bundle.name} runs", disable=not progress):
-        frames.append(
-            result_rows(label, seed, run_experiment(bundle, seed=seed, **{**common, **settings[label]}))
-        )
-    return pd.concat(frames, ignore_index=True)
+    _check_workers(workers)
+    jobs: list[dict] = [dict(run) for run in runs]
+    bar = tqdm(total=len(jobs), desc=desc, disable=not progress)
+    if memo is None and workers == 1:  # the plain loop
+        results = []
+        for run in jobs:
+            results.append(run_experiment(**run))
+            bar.update()
+        bar.close()
+        return results
+    keys = [RunMemo.key(run) if memo is not None else None for run in jobs]
+    todo: list[int] = []  # indices of the runs to train (first of each key not in the memo)
+    first: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        if key is None or (memo is not None and memo.get(key) is None and key not in first):
+            todo.append(i)
+            if key is not None:
+                first[key] = i
+    pool_size = min(workers, len(todo))
+    if pool_size > 1:
+        _check_forkable([jobs[i] for i in todo])
+    trained = _train(jobs, todo, pool_size, memo, keys, bar)
+    results = []
+    state = None
+    for i, key in enumerate(keys):
+        if i in trained:
+            result, state = trained[i]
+        else:
+            assert memo is not None and (found := memo.get(key)) is not None  # trained before
+            result, state = found
+            memo.hits += 1
+            bar.update()
+        results.append(result)
+    if state is not None:
+        state.restore(jobs[-1]["bundle"])  # where the last run, trained in a loop, would leave them
+    bar.close()
+    return results
+
+
+def _check_forkable(runs: Sequence[Mapping]) -> None:
+    if not _can_fork():
+        raise ValueError(f"workers > 1 needs Linux (fork); on {sys.platform} pass workers=1")
+    for run in runs:
+        args = _bound(run)
+        if get_device(args["device"]).type != "cpu":
+            raise ValueError(
+                f"workers > 1 trains on the CPU only, but a run has device={args['device']!r} "
+                f"({get_device(args['device'])}); pass workers=1 (default_workers() gives 1 on a GPU)"
+            )
+        given = [name for name in _IN_PROCESS if _given(args[name])]
+        if given:
+            raise ValueError(f"a run with {given} reports to this process while training; pass workers=1")
+
+
+def _train(
+    runs: list[dict], todo: list[int], pool_size: int, memo: RunMemo | None, keys: list, bar
+) -> dict[int, tuple[RunResult, _RandomState]]:
+    """Train ``runs[i]`` for ``i`` in ``todo``, here or in ``pool_size`` workers; store them in ``memo``."""
+    done: dict[int, tuple[RunResult, _RandomState]] = {}
+    if pool_size <= 1:
+        for i in todo:
+            result = run_experiment(**runs[i])
+            done[i] = result, _RandomState.capture(runs[i]["bundle"])
+            bar.update()
+            _remember(memo, keys[i], runs[i], *done[i])
+        return done
+    global _JOBS
+    _JOBS = [runs[i] for i in todo]  # inherited by the forked workers: the bundles are not pickled
+    try:
+        with multiprocessing.get_context("fork").Pool(pool_size, initializer=_init_worker) as pool:
+            for i, payload in zip(todo, pool.imap(_run_job, range(len(todo)))):
+                done[i] = _receive(runs[i], payload)
+                bar.update()
+                _remember(memo, keys[i], runs[i], *done[i])
+    finally:
+        _JOBS = []
+    return done
+
+
+def _remember(memo: RunMemo | None, key, run: Mapping, result: RunResult, state: _RandomState) -> None:
+    if memo is not None:
+        memo.trained += 1
+        memo.put(key, run["bundle"], result, state)
+
+
+_JOBS: list[dict] = []  # the runs of the pool being run (set before forking, read by the workers)
+
+
+def _init_worker() -> None:
+    """Set up a forked worker: one PyTorch thread, and output to the process's own streams.
+
+    One thread also keeps the worker clear of the OpenMP thread pool it inherited from its parent
+    (a forked process has no threads but the one that forked; one thread runs no parallel region).
+    """
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    # a notebook kernel's sys.stdout sends to the front end over its sockets: not from a child
+    sys.stdout = sys.__stdout__ or open(os.devnull, "w")  # noqa: SIM115
+    sys.stderr = sys.__stderr__ or open(os.devnull, "w")  # noqa: SIM115
+
+
+def _run_job(index: int) -> bytes:
+    """Train ``_JOBS[index]`` in a worker; what can be sent back to the parent, pickled.
+
+    Pickled here with the plain pickler, so tensors travel as bytes (the pool's own pickler would
+    hand them over through shared memory, one file descriptor each).
+    """
+    run = _JOBS[index]
+    result = run_experiment(**run)
+    payload = {
+        "history": result.history,
+        "log_rows": result.log.rows,
+        "test": result.test,
+        "seconds": result.seconds,
+        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "training": result.model.training,
+        "random_state": _RandomState.capture(run["bundle"]),
+    }
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _receive(run: Mapping, pickled: bytes) -> tuple[RunResult, _RandomState]:
+    """A worker's payload as a RunResult, the model rebuilt from its state dict."""
+    payload = pickle.loads(pickled)  # noqa: S301 (written by our own worker process)
+    args = _bound(run)
+    bundle = args["bundle"]
+    tasks = bundle.select(args["task_names"])
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave no trace of it
+        model = build_model(args["arch"], bundle.make_towers(), tasks, args["hidden"], args["dropout"])
+        init_heads(model, bundle)
+    model.load_state_dict(payload["state_dict"])
+    model.train(payload["training"])
+    log = TrainingLog(rows=payload["log_rows"])
+    result = RunResult(payload["history"], log, payload["test"], payload["seconds"], model)
+    return result, payload["random_state"]
 
 
 def result_rows(label: str, seed: int, result: RunResult) -> pd.DataFrame:
