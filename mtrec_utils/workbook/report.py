@@ -76,10 +76,16 @@ def results_table(run: Mapping[str, Mapping], profile: str | None = None) -> pd.
     return table.reset_index(drop=True)
 
 
+# Band kinds (mtrec_utils.workbook.expected): seed prediction intervals, exact values, identity bounds,
+# machine-dependent timings, cpu spreads (ratio), choices seen over seeds, and assumed (no spread measured).
+BAND_KINDS = ("seeds", "exact", "at_most", "timing", "ratio", "choice", "assumed")
+
+
 def band_provenance(profile: str) -> pd.DataFrame:
     """How the bands of ``profile`` were made, one row per notebook: the seeds run, the date, how many
-    bands of each kind (``seeds``: measured seed-to-seed spread; ``assumed``: ±3%, no spread measured),
-    and the command. An empty table when the profile has no expected file."""
+    bands of each kind (:data:`BAND_KINDS`; ``seeds``: a prediction interval from the measured
+    seed-to-seed spread; ``assumed``: ±3%, no spread measured), and the command. An empty table when
+    the profile has no expected file."""
     try:
         doc = load_expected(profile)
     except FileNotFoundError:
@@ -92,7 +98,7 @@ def band_provenance(profile: str) -> pd.DataFrame:
                 "notebook": notebook,
                 "seeds run": ", ".join(map(str, how.get("seeds", []))),
                 "date": how.get("date"),
-                **{k: kinds.get(k, 0) for k in ("seeds", "exact", "timing", "assumed")},
+                **{k: kinds.get(k, 0) for k in BAND_KINDS},
                 "how": how.get("how"),
             }
         )
