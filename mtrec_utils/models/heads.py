@@ -44,7 +44,10 @@ class TaskHead(nn.Module):
 
     def forward(self, h: Tensor, offset: Tensor | float = 0.0) -> Tensor:
         """(B, in_dim) -> (B, num_outputs); ``offset`` (e.g. user + item biases) is added before bounding."""
-        z = self.net(h) + offset
+        return self.link(self.net(h) + offset)
+
+    def link(self, z: Tensor) -> Tensor:
+        """The output from its pre-activation ``z`` (any shape): ``lo + (hi - lo) * sigmoid(z)`` when bounded."""
         if self.task.kind == "regression" and self.task.label_range is not None:
             lo, hi = self.task.label_range
             return lo + (hi - lo) * torch.sigmoid(z)

@@ -13,20 +13,37 @@ Pair tasks also get a learned user bias and item bias, added to the head's pre-a
 (``b_u + b_i`` of the classic baseline ``mu + b_u + b_i``).
 
 Pair tasks (``task.input == "pair"``) read a user and an item; entity tasks (``"item"``,
-``"user"``) read one tower. Single-task training is this model with one task; joint training
+``"user"``) read one tower. Ranking scores every (user, item) pair: :meth:`MultiTaskModel.score_items`
+runs each tower once per entity and splits the trunk's first Linear into a user part and an item
+part, so that pairs are never concatenated (same scores up to float rounding). Single-task training is this model with one task; joint training
 (notebook 04) is the same model with several, sharing the towers and trunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from mtrec_utils.data.tasks import Task
 from mtrec_utils.models.heads import TaskHead
+
+#: Bytes of pair activations per block when :meth:`MultiTaskModel.score_items` scores every pair, by
+#: device type: on a CPU, blocks that stay in cache are fastest (``python -m mtrec_utils.bench eval``).
+PAIR_BLOCK_BYTES = {"cpu": 4 * 2**20, "default": 64 * 2**20}
+
+
+def _plain_linear(module: nn.Module) -> bool:
+    """True for an ``nn.Linear`` itself (not a subclass or wrapper that may compute something else)."""
+    return type(module) is nn.Linear
+
+
+def _defined_by(cls: type, attr: str) -> type:
+    """The class in ``cls``'s MRO whose body defines ``attr``."""
+    return next(k for k in cls.__mro__ if attr in vars(k))
 
 
 def mlp(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
@@ -133,18 +150,106 @@ class MultiTaskModel(nn.Module):
         return {n: out[n] for n in names}
 
     @torch.no_grad()
-    def score_items(self, name: str, users: Tensor, num_items: int, chunk: int = 64) -> Tensor:
-        """Scores of task ``name`` for every (user, item): (U, num_items); items are encoded once."""
-        item_ids = torch.arange(num_items, device=users.device)
-        items = self.towers["item"](item_ids)  # (I, d)
-        rows = []
-        for start in range(0, len(users), chunk):
-            ids = users[start : start + chunk]  # (C,)
-            u = self.towers["user"](ids)  # (C, d)
-            uu, uid = (
-                u.repeat_interleave(num_items, dim=0),
+    def score_items(self, name: str, users: Tensor, num_items: int, chunk: int | None = None) -> Tensor:
+        """Scores of pair task ``name`` for every (user, item): (U, num_items).
+
+        Each tower runs once per entity (all ``users``, all items). In eval mode, with the plain trunk
+        and :class:`TaskHead` built here, the pairs are then scored without running the network on
+        each concatenated pair (see :meth:`_fast_pair_scorer`); otherwise (training mode, a subclass
+        with its own ``pair_outputs``, wrapped layers) ``pair_outputs`` runs on every pair.
+
+        Args:
+            chunk: users per block; default: as many as keep one block's pair activations near
+                :data:`PAIR_BLOCK_BYTES` (cache-sized on a CPU, where that is fastest).
+        """
+        items = torch.arange(num_items, device=users.device)
+        u, i = self.towers["user"](users), self.towers["item"](items)  # (U, d), (I, d)
+        fast = self._fast_pair_scorer(name, u, i, users, items)
+        if fast is None:  # width: about the floats a pair's activations take at once
+            block, width = self._per_pair_scorer(name, u, i, users, items), 4 * u.shape[-1]
+        else:
+            block, width = fast
+        if chunk is None:
+            budget = PAIR_BLOCK_BYTES.get(users.device.type, PAIR_BLOCK_BYTES["default"])
+            chunk = max(1, budget // max(1, num_items * width * u.element_size()))
+        rows = [block(slice(start, start + chunk)) for start in range(0, len(users), chunk)]
+        return torch.cat(rows) if rows else u.new_zeros((0, num_items))
+
+    def _per_pair_scorer(
+        self, name: str, u: Tensor, i: Tensor, users: Tensor, items: Tensor
+    ) -> Callable[[slice], Tensor]:
+        """``block(rows) -> (n, I)``: ``pair_outputs`` on every (user of ``rows``, item) pair (the general path)."""
+
+        def block(rows: slice) -> Tensor:
+            uc, ids = u[rows], users[rows]  # (n, d), (n,)
+            n, num_items = len(uc), len(i)
+            out = self.pair_outputs(
+                uc.repeat_interleave(num_items, dim=0),  # (n*I, d)
+                i.repeat(n, 1),  # (n*I, d)
                 ids.repeat_interleave(num_items),
-            )  # (C*I, d), (C*I,)
-            ii, iid = items.repeat(len(u), 1), item_ids.repeat(len(u))  # (C*I, d), (C*I,)
-            rows.append(self.pair_outputs(uu, ii, uid, iid, [name])[name].reshape(len(u), num_items))
-        return torch.cat(rows)
+                items.repeat(n),
+                [name],
+            )[name]
+            return out.reshape(n, num_items)
+
+        return block
+
+    def _pair_split(self, u: Tensor, i: Tensor, name: str) -> tuple[Tensor, Tensor] | None:
+        """The pair trunk's first Linear split by side: ``(W_u u + b (U, w), W_i i (I, w))``, or ``None``.
+
+        The trunk reads ``[u, i]``, so ``W [u, i] + b = (W_u u + b) + W_i i``: each side is computed once
+        per entity, and a pair's pre-activation is a sum; :meth:`_pair_rest` runs the rest of the trunk.
+        ``None`` when the trunk is not the plain :func:`mlp` this is exact for.
+        """
+        trunk, d = self.trunks["pair"], u.shape[-1]
+        if not (
+            isinstance(trunk, nn.Sequential) and _plain_linear(trunk[0]) and trunk[0].in_features == 2 * d
+        ):
+            return None
+        return F.linear(u, trunk[0].weight[:, :d], trunk[0].bias), F.linear(i, trunk[0].weight[:, d:])
+
+    def _pair_rest(self, pu: Tensor, pi: Tensor, name: str) -> Tensor:
+        """Both sides' parts ``(n, w)``, ``(I, w)`` from :meth:`_pair_split` -> the trunk's output on
+        every pair (n*I, hidden): pre-activations ``(n, 1, w) + (1, I, w)``, then the rest of the trunk."""
+        return self.trunks["pair"][1:]((pu[:, None, :] + pi[None]).flatten(0, 1))
+
+    def _fast_pair_scorer(
+        self, name: str, u: Tensor, i: Tensor, users: Tensor, items: Tensor
+    ) -> tuple[Callable[[slice], Tensor], int] | None:
+        """``(block, w)``: ``block(rows) -> (n, I)`` scores every pair exactly (up to float rounding)
+        without concatenating pairs; ``w``, the trunk's output width, sizes the blocks. ``None`` where
+        this is not exact: in training mode (dropout), or for a subclass, trunk or head not built here.
+
+        - trunk: first Linear split by side (:meth:`_pair_split`), pairs formed by broadcasting
+          ``(n, 1, w) + (1, I, w)``, then the rest of the trunk on the block;
+        - head: its first Linear reads ``[h, u * i]``; the ``W_p (u * i)`` part is, per user, the items
+          times ``W_p diag(u)``, a batched matmul; the biases ``b_u + b_i`` are a broadcast sum.
+        """
+        head = self.heads[name]
+        if (
+            self.training
+            or _defined_by(type(self), "pair_outputs") is not _defined_by(type(self), "_pair_split")
+            or type(head) is not TaskHead
+            or not _plain_linear(head.net[0])
+            or head.task.num_outputs != 1
+        ):
+            return None
+        split = self._pair_split(u, i, name)
+        if split is None:
+            return None
+        pu, pi = split  # (U, w), (I, w)
+        first, d = head.net[0], u.shape[-1]
+        w_trunk, w_prod = first.weight[:, : first.in_features - d], first.weight[:, first.in_features - d :]
+        rest = head.net[1:]
+        offset_u, offset_i = self.biases["user"](users), self.biases["item"](items).T  # (U, 1), (1, I)
+
+        def block(rows: slice) -> Tensor:
+            n = len(pu[rows])
+            h = self._pair_rest(pu[rows], pi, name)  # (n*I, hidden)
+            z = torch.bmm(i.expand(n, -1, -1), (w_prod * u[rows, None, :]).transpose(1, 2))  # (n, I, hh)
+            z = z.flatten(0, 1).addmm_(h, w_trunk.T)  # (n*I, hh): the head's first Linear on [h, u * i]
+            if first.bias is not None:
+                z += first.bias
+            return head.link(rest(z).reshape(n, -1) + (offset_u[rows] + offset_i))  # (n, I)
+
+        return block, w_trunk.shape[1]

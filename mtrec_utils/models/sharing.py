@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from mtrec_utils.core.config import check_choice, check_positive
 from mtrec_utils.data.tasks import Task
@@ -88,6 +89,34 @@ class MMoEModel(MultiTaskModel):
         hs = self.trunks["pair"](torch.cat([u, i], dim=-1), names)  # {name: (B, hidden)}
         offset = self.biases["user"](users) + self.biases["item"](items)  # (B, 1)
         return {n: self.heads[n](torch.cat([hs[n], u * i], dim=-1), offset) for n in names}
+
+    def _pair_split(self, u: Tensor, i: Tensor, name: str) -> tuple[Tensor, Tensor] | None:
+        """Every expert's first Linear and ``name``'s gate, stacked and split by side (see
+        :meth:`MultiTaskModel._pair_split`): ``(U, E*hidden + E)``, ``(I, E*hidden + E)``; or ``None``."""
+        trunk, d = self.trunks["pair"], u.shape[-1]
+        if type(trunk) is not MMoE or not all(isinstance(e, nn.Sequential) for e in trunk.experts):
+            return None
+        firsts = [e[0] for e in trunk.experts] + [trunk.gates[name]]
+        if not all(type(f) is nn.Linear and f.bias is not None and f.in_features == 2 * d for f in firsts):
+            return None
+        weight, bias = torch.cat([f.weight for f in firsts]), torch.cat([f.bias for f in firsts])
+        return F.linear(u, weight[:, :d], bias), F.linear(i, weight[:, d:])
+
+    def _pair_rest(self, pu: Tensor, pi: Tensor, name: str) -> Tensor:
+        """Both sides' parts ``(n, w)``, ``(I, w)`` from :meth:`_pair_split` -> ``name``'s mixture of the
+        experts on every pair (n*I, hidden); each expert's pre-activations are formed in turn."""
+        experts = self.trunks["pair"].experts
+        widths = [e[0].out_features for e in experts] + [len(experts)]
+        sides = list(zip(pu.split(widths, dim=1), pi.split(widths, dim=1)))
+
+        def pairs(k: int) -> Tensor:  # (n*I, widths[k]): (n, 1, w) + (1, I, w)
+            return (sides[k][0][:, None, :] + sides[k][1][None]).flatten(0, 1)
+
+        gates = torch.softmax(pairs(-1), dim=-1)  # (n*I, E)
+        out = experts[0][1:](pairs(0)) * gates[:, :1]
+        for e in range(1, len(experts)):
+            out.addcmul_(experts[e][1:](pairs(e)), gates[:, e : e + 1])
+        return out
 
     def forward(self, batch: dict[str, Tensor], names: Sequence[str] | None = None) -> dict[str, Tensor]:
         """Raw outputs ``{name: (B, num_outputs)}`` of the named tasks (default: all)."""
