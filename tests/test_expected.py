@@ -69,6 +69,9 @@ def test_exact_identities_empty_buckets_and_varying_choices():
     bucket = band("ml_cold_item_rmse_fusion_gt50", [0.7, None, 0.9, 0.8, None])  # empty at two seeds
     assert bucket["allow_none"] and bucket["num_seeds"] == 3
     assert check_one(bucket, None)[0] and check_one(bucket, 0.8)[0] and not check_one(bucket, 9.0)[0]
+    once = band("ml_u1_rmse_activity_51_100_joint", [None, 1.3, None])  # no spread: any finite number
+    assert once["kind"] == "seen_once" and check_one(once, 0.9)[0] and check_one(once, None)[0]
+    assert not check_one(once, float("nan"))[0]
     never = band("ml_u1_rmse_activity_gt100_joint", [None, None])
     assert never["kind"] == "exact" and check_one(never, None)[0] and not check_one(never, 1.0)[0]
     best = band("ml_u1_best_strategy", ["uw", "ew", "uw"])

@@ -19,7 +19,8 @@ measured runs, never guessed. The rule, at coverage ``COVERAGE`` (99.9 %):
 - Exact by construction: counts that no seed changes, hashes and strings must match (a string that
   differs between seeds, e.g. the best setting's name, must be one of the values seen); identities
   (``…identity_error``, ``…equivalence_error``, ``gradcheck…``) must stay below an absolute bound;
-  a bucket that is empty at some seeds records ``None`` (JSON null), and its band accepts ``None``.
+  a bucket that is empty at some seeds records ``None`` (JSON null), and its band accepts ``None``;
+  a bucket with a value at one seed only has no spread to judge by (``seen_once``: any finite number).
 - Timing metrics (seconds, samples/s, speedups, memory) depend on the machine: their band is a factor
   of ``TIMING_FACTOR`` either way.
 
@@ -113,6 +114,8 @@ def band(name: str, values: Sequence[object]) -> dict:
     if is_timing(name):
         slack = SHARE_SLACK if "_share_" in name else 0.0
         return {"value": float(first), "kind": "timing", "factor": TIMING_FACTOR, "abs": slack, **extra}
+    if len(numbers) == 1 and len(values) > 1:  # a bucket with a value at one seed only: no spread known
+        return {"value": float(first), "kind": "seen_once", **extra}
     n, mean = len(numbers), float(np.mean(numbers))
     spread = float(np.std(numbers, ddof=1)) if n > 1 else 0.0
     tol = max(prediction_halfwidth(spread, n) if n > 1 else 0.0, _floor(mean))
@@ -183,6 +186,8 @@ def check_one(entry: Mapping, value: object) -> tuple[bool, str]:
     if not _is_number(value):
         return False, "a finite number" + ("" if entry["kind"] == "choice" else f" near {entry['value']:.6g}")
     expected, number = entry["value"], float(value)  # type: ignore[arg-type]
+    if entry["kind"] == "seen_once":
+        return True, f"a finite number (seen at one seed only: {expected:.4g}; no spread to judge by)"
     if entry["kind"] == "at_most":
         return abs(number) <= expected, f"|x| <= {expected:.3g}"
     if entry["kind"] in ("timing", "ratio"):

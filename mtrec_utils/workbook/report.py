@@ -78,7 +78,7 @@ def results_table(run: Mapping[str, Mapping], profile: str | None = None) -> pd.
 
 # Band kinds (mtrec_utils.workbook.expected): seed prediction intervals, exact values, identity bounds,
 # machine-dependent timings, cpu spreads (ratio), choices seen over seeds, and assumed (no spread measured).
-BAND_KINDS = ("seeds", "exact", "at_most", "timing", "ratio", "choice", "assumed")
+BAND_KINDS = ("seeds", "exact", "at_most", "timing", "ratio", "choice", "seen_once", "assumed")
 
 
 def band_provenance(profile: str) -> pd.DataFrame:
