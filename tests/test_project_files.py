@@ -48,4 +48,10 @@ def test_make_lint_runs_the_pre_commit_hooks():
     makefile = (REPO / "Makefile").read_text()
     hooks = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())["repos"][0]["hooks"]
     assert "pre-commit run --all-files" in makefile
-    assert {h["id"] for h in hooks} >= {"ruff", "ruff-format", "notebooks-stored-clean", "import-layers", "mypy"}
+    assert {h["id"] for h in hooks} >= {
+        "ruff",
+        "ruff-format",
+        "notebooks-stored-clean",
+        "import-layers",
+        "mypy",
+    }

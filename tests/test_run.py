@@ -144,3 +144,18 @@ def test_the_summary_reads_the_run_that_p_output_dir_made(workbook, tmp_path, ca
     assert json.loads((stale / "metrics" / "00_good.json").read_text())["metrics"] == {
         "ml100k_num_ratings": 1
     }
+
+
+def test_the_console_shows_the_runners_lines_only(workbook, tmp_path, capfd):
+    """No kernel transport warning, no papermill progress bar: the prediction and progress lines only."""
+    out = tmp_path / "out"
+    argv = ["--profile", "smoke", "--only", "00", "--notebooks-dir", str(workbook), "--output-dir", str(out)]
+    assert main(argv) == 0
+    captured = capfd.readouterr()  # the kernel process writes to the inherited file descriptors
+    console = captured.out + captured.err
+    assert "without encryption" not in console and "IPKernelApp" not in console
+    assert "Executing:" not in console and "cell/s" not in console
+    assert "[1/1] 00_good.ipynb: no prediction ..." in captured.out  # no work plan for a made-up notebook
+    assert "progress: 1/1 notebooks in " in captured.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary[0]["profile"] == "smoke" and summary[0]["predicted_s"] is None

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m mtrec_utils.bench throughput``.
+"""Benchmarks: ``python -m mtrec_utils.bench throughput`` (and ``eval``, :mod:`~mtrec_utils.workbook.eval_bench`).
 
 Side by side in one run, on the same MovieLens rows, texts and encoder weights:
 
@@ -212,7 +212,35 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     t.add_argument("--json", default=None, help="also write the result to this JSON file")
+    e = sub.add_parser("eval", help="ranking scores: the former per-pair path vs the fast one, side by side")
+    e.add_argument("--arch", default="hard", help="hard | mmoe (default: hard)")
+    e.add_argument("--users", type=int, default=943, help="users ranked (default 943, all of MovieLens-100K)")
+    e.add_argument("--items", type=int, default=1682, help="items (default 1682)")
+    e.add_argument("--repeats", type=int, default=3, help="timed runs of each path, median kept (default 3)")
+    e.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    e.add_argument("--json", default=None, help="also write the result to this JSON file")
+    b = sub.add_parser("budgets", help="each notebook's predicted time vs its budget vs last measured")
+    from mtrec_utils.workbook.costmodel import add_budgets_arguments, budgets_command
+
+    add_budgets_arguments(b)
     args = p.parse_args(argv)
+    if args.command == "budgets":
+        return budgets_command(args, measure=lambda device: matmul_flops(device=device))
+    if args.command == "eval":
+        from mtrec_utils.workbook.eval_bench import eval_bench, format_result
+
+        try:
+            result = eval_bench(args.arch, args.users, args.items, repeats=args.repeats, threads=args.threads)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, indent=2, default=float))
+        print(format_result(result))
+        if args.json:
+            from mtrec_utils.core.io import atomic_write_json
+
+            atomic_write_json(args.json, result)
+        return 0
     try:
         result = throughput(
             args.encoder, args.rows, args.batch_size, args.max_length, args.device, memory=not args.no_memory

@@ -126,6 +126,21 @@ def describe_failure(exc: Exception, executed: Path) -> str:
     return "\n".join(lines)
 
 
+def quiet_kernel_arguments(kernel: str) -> list[str]:
+    """Kernel command-line arguments that keep an IPython kernel's own log (its "Kernel is running over
+    TCP without encryption" warning, printed to the runner's console) to errors; ``[]`` for other kernels.
+
+    Warnings of the notebook's code are not affected: they reach the executed notebook as cell output.
+    """
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        argv = KernelSpecManager().get_kernel_spec(kernel).argv
+    except Exception:  # an unknown kernel fails later, with papermill's own message
+        return []
+    return ["--IPKernelApp.log_level=ERROR"] if any("ipykernel" in a for a in argv) else []
+
+
 def execute(
     notebook: Path,
     output_dir: Path,
@@ -156,6 +171,7 @@ def execute(
             cwd=str(notebook.parent),
             progress_bar=progress,
             execution_timeout=cell_timeout,
+            extra_arguments=quiet_kernel_arguments(kernel),
         )
         status, error = "ok", ""
     except Exception as exc:  # papermill raises PapermillExecutionError, kernels may die otherwise

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,63 @@ def summary_table(results: list[Result]) -> str:
     return "\n".join(out)
 
 
+def _clock(seconds: float) -> str:
+    """``"45 s"``, ``"6 min 5 s"``, ``"1 h 02 min"``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def predictions(notebooks: list[Path], params: dict[str, Any]) -> tuple[str, dict[str, float | None]]:
+    """The profile's name and each notebook's predicted seconds (``None``: no prediction); never raises.
+
+    The cost model (:mod:`mtrec_utils.workbook.costmodel`) reads its FLOP counts from
+    ``outputs/costmodel.json`` (counted once, the first time) and measures this machine's matmul speed
+    (about a second, re-measured hourly).
+    """
+    try:
+        profile = resolve_profile(params.get("PROFILE", "auto")).name
+    except ValueError:
+        return "?", {}
+    try:
+        from mtrec_utils.workbook.bench import matmul_flops
+        from mtrec_utils.workbook.costmodel import DEFAULT_ENCODER, predict_many
+
+        stems, encoder = [nb.stem for nb in notebooks], str(params.get("ENCODER", DEFAULT_ENCODER))
+        return profile, predict_many(
+            stems, profile, encoder=encoder, measure=lambda d: matmul_flops(device=d)
+        )
+    except Exception:  # a prediction must never stop the run
+        return profile, {}
+
+
+def _announce(predicted: float | None, notebook: str, profile: str) -> str:
+    if predicted is None:
+        return "no prediction"
+    from mtrec_utils.core.budgets import BUDGETS_S
+
+    budget = BUDGETS_S.get(profile, {}).get(notebook)
+    return f"predicted ~{_clock(predicted)}" + (f" (budget {_clock(budget)})" if budget is not None else "")
+
+
+def progress_line(done: int, total: int, elapsed: float, remaining: list[float | None]) -> str:
+    """``progress: 3/10 notebooks in 1 min 5 s; predicted remaining ~5 min 12 s (ETA 07:24)``."""
+    known = [r for r in remaining if r is not None]
+    line = f"progress: {done}/{total} notebooks in {_clock(elapsed)}"
+    if not remaining:
+        return line
+    if not known:
+        return line + "; remaining: no prediction"
+    left = sum(known)
+    eta = time.strftime("%H:%M", time.localtime(time.time() + left))
+    missing = len(remaining) - len(known)
+    extra = f" + {missing} notebook(s) without prediction" if missing else ""
+    return line + f"; predicted remaining ~{_clock(left)}{extra} (ETA {eta})"
+
+
 def run_workbook(
     notebooks: list[Path],
     output_dir: Path,
@@ -102,15 +160,27 @@ def run_workbook(
     kernel: str = "python3",
     cell_timeout: int | None = CELL_TIMEOUT_S,
 ) -> list[Result]:
-    """Execute ``notebooks`` in order; stop at the first failure unless ``keep_going``."""
+    """Execute ``notebooks`` in order; stop at the first failure unless ``keep_going``.
+
+    Before each notebook it prints the cost model's prediction and the notebook's budget, after each a
+    progress line with the elapsed time and the predicted rest. papermill's progress bar is off and
+    the kernel's transport warning silenced (:func:`~mtrec_utils.workbook.notebooks.execute`), so the
+    console shows these lines only.
+    """
     results = []
+    profile, predicted = predictions(notebooks, params)
+    start = time.perf_counter()
     for i, nb in enumerate(notebooks, 1):
-        print(f"[{i}/{len(notebooks)}] {nb.name} ...", flush=True)
+        guess = predicted.get(nb.stem)
+        print(f"[{i}/{len(notebooks)}] {nb.name}: {_announce(guess, nb.stem, profile)} ...", flush=True)
         declared = set(declared_parameters(nb))  # a notebook gets the parameters it declares
         own = {k: v for k, v in params.items() if k in declared}
-        result = execute(nb, output_dir, own, kernel=kernel, cell_timeout=cell_timeout)
+        result = execute(nb, output_dir, own, kernel=kernel, progress=False, cell_timeout=cell_timeout)
         results.append(result)
-        print(f"[{i}/{len(notebooks)}] {nb.name}: {result.status} in {result.seconds:.1f} s", flush=True)
+        vs = f" (predicted {_clock(guess)})" if guess is not None else ""
+        print(f"[{i}/{len(notebooks)}] {nb.name}: {result.status} in {result.seconds:.1f} s{vs}", flush=True)
+        rest = [predicted.get(n.stem) for n in notebooks[i:]]
+        print(progress_line(i, len(notebooks), time.perf_counter() - start, rest), flush=True)
         if result.status != "ok":
             print(
                 f"\nFAILED: {nb.name} (executed copy: {output_dir / 'notebooks' / nb.name})\n{result.error}\n",
@@ -119,7 +189,8 @@ def run_workbook(
             )
             if not keep_going:
                 break
-    atomic_write_json(output_dir / "summary.json", [r.__dict__ for r in results])
+    summary = [{**r.__dict__, "profile": profile, "predicted_s": predicted.get(r.notebook)} for r in results]
+    atomic_write_json(output_dir / "summary.json", summary)
     return results
 
 
