@@ -191,3 +191,17 @@ def test_the_runners_progress_line():
         in line
     )
     assert progress_line(1, 2, 5, [None]).endswith("remaining: no prediction")
+
+
+def test_the_readme_table_shows_predicted_budget_and_measured_minutes():
+    from mtrec_utils.workbook.costmodel import markdown_budgets
+
+    report = {
+        "smoke": {
+            "00_a": {"predicted_s": 60.0, "budget_s": 120.0, "measured_s": 90.0},
+            "01_b": {"predicted_s": 30.0, "budget_s": 60.0, "measured_s": None},
+        },
+    }
+    table = markdown_budgets(report).splitlines()
+    assert table[2] == "| 00_a | 1.0 / 2.0 / 1.5 |" and table[3] == "| 01_b | 0.5 / 1.0 / - |"
+    assert table[-1] == "| **all** | 1.5 / 3.0 / - |"  # a total only where every notebook has a value

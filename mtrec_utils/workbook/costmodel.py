@@ -1240,9 +1240,39 @@ def calibration_table(
     return "\n".join(lines)
 
 
+def markdown_budgets(report: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> str:
+    """The report as a Markdown table for the README: one row per notebook, per profile
+    "predicted / budget / measured" in minutes (``-``: not measured), and a totals row."""
+
+    def minutes(v: float | None) -> str:
+        return "-" if v is None else f"{v / 60:.1f}"
+
+    profiles = list(report)
+    notebooks = list(next(iter(report.values()))) if report else []
+    head = "| notebook | " + " | ".join(f"`{p}` predicted / budget / measured (min)" for p in profiles) + " |"
+    lines = [head, "|---|" + "---|" * len(profiles)]
+    for n in notebooks:
+        cells = [
+            " / ".join(minutes(report[p][n][k]) for k in ("predicted_s", "budget_s", "measured_s"))
+            for p in profiles
+        ]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    totals = []
+    for p in profiles:
+        rows = report[p].values()
+        sums = [
+            sum(r[k] for r in rows) if all(r[k] is not None for r in rows) else None
+            for k in ("predicted_s", "budget_s", "measured_s")
+        ]
+        totals.append(" / ".join(minutes(v) for v in sums))
+    lines.append("| **all** | " + " | ".join(totals) + " |")
+    return "\n".join(lines)
+
+
 def add_budgets_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m mtrec_utils.bench budgets``."""
     parser.add_argument("--json", default=None, help="also write {profile: {notebook: {...}}} to this file")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's)")
     parser.add_argument(
         "--measured", action="append", default=None, metavar="DIR", help="a runner's output dir (repeatable)"
     )
@@ -1274,7 +1304,7 @@ def budgets_command(args: argparse.Namespace, measure: Measure | None = None) ->
             return 2
     cache = args.cache or None
     report = budgets_report(profiles, args.measured, cache, args.encoder, measure=measure)
-    print(format_budgets(report))
+    print(markdown_budgets(report) if args.markdown else format_budgets(report))
     if args.calibration:
         print("\n" + calibration_table(cache, args.encoder))
     if args.recalibrate:
