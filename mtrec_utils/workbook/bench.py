@@ -3,14 +3,23 @@
 Side by side in one run, on the same MovieLens rows, texts and encoder weights:
 
 - samples/s of one training step of the article's pipeline (per-sample tokenisation, padding to
-  128 tokens, one encoder pass per rating) and of ours (tokenise once, dynamic padding, each
-  distinct text of a batch encoded once), and their ratio;
-- FLOP/s of our encoder training step (forward + backward, FLOPs counted by PyTorch's
-  ``FlopCounterMode``) as a fraction of the same machine's measured matmul FLOP/s;
-- peak memory of each pipeline (CPU: peak resident set of a fresh process running only it).
+  128 tokens, one encoder pass per rating) and of ours (tokenise once; batches that share texts,
+  :class:`~mtrec_utils.data.batching.SharedTextBatches`: grouped by user, items shared across
+  users, length-aware; each distinct text of a batch encoded once, the batch's user and item texts
+  in one encoder call, several short texts packed per row; ``--no-pack``: one call per tower,
+  padded to its longest text), and their ratio, with texts (sequences) and padded tokens per batch. The rows are those of
+  ``rows // batch_size`` batches drawn from our batching of a whole epoch of u1.base, so our
+  pipeline meets batches as training makes them; the article takes the same rows, shuffled;
+- FLOP/s of our training step (forward + backward, FLOPs counted by PyTorch's ``FlopCounterMode``
+  per batch, over the batches' measured times) as a fraction of the same machine's matmul FLOP/s,
+  measured between the batches (so under the same load);
+- peak memory of each pipeline, each in its own fresh process running only it (CPU: the child's
+  own peak resident set, :func:`own_peak_rss_mb`; CUDA: ``torch.cuda.max_memory_allocated``).
 
-Timings on shared machines are noisy: each figure is a median over repeats, and the ratio is
-what to quote. Speed is never asserted in unit tests.
+Both pipelines, the matmul and the memory processes use ``--threads`` torch threads (default 1:
+on a small shared machine, more threads mostly wait for each other on the many small operations).
+Timings on shared machines are noisy: the two pipelines alternate batch by batch, and the ratio
+is what to quote. Speed is never asserted in unit tests.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
+import queue as queue_module
 import resource
 import statistics
 import sys
@@ -31,26 +42,76 @@ from torch.utils.flop_counter import FlopCounterMode
 from mtrec_utils.core.config import check_positive, get_device, set_seed
 from mtrec_utils.models.encoders import load_encoder, mean_pool
 from mtrec_utils.models.towers import EncoderText
-from mtrec_utils.workbook.pipeline_bench import ArticlePairDataset, article_loss, compare_pipelines, our_loss
+from mtrec_utils.workbook.pipeline_bench import (
+    ArticlePairDataset,
+    article_loss,
+    compare_pipelines,
+    our_batches,
+    our_loss,
+)
 
 
-def bench_data(rows: int, seed: int = 0) -> dict:
-    """``rows`` shuffled rows of u1.base with the user and item texts the encoder reads."""
+def bench_data(rows: int, seed: int = 0, tokenizer=None, batch_size: int = 32, max_length: int = 128) -> dict:
+    """Rows of u1.base with the user and item texts the encoder reads.
+
+    Without ``tokenizer``: ``rows`` random ratings. With it (as the benchmark runs): the ratings of
+    ``rows // batch_size`` full batches drawn at random from our batching of one whole epoch of
+    u1.base (:class:`~mtrec_utils.data.batching.SharedTextBatches` over all its ratings, token
+    lengths from ``tokenizer``), so that our pipeline meets batches as a training epoch makes them;
+    the rows are shuffled (the article's pipeline takes them in that order), ``batches`` holds our
+    batches as row indices into them, and ``epoch`` the whole epoch's batch figures.
+    """
     from mtrec_utils.data import load_movielens, movielens_split
     from mtrec_utils.data.text import item_texts, user_texts
 
     ml = load_movielens()
     base, _ = movielens_split(ml.ratings, k=1)
-    sample = base.sample(n=min(rows, len(base)), random_state=seed)
     u_text, i_text = user_texts(ml.users, base, ml.items), item_texts(ml.items)
     u_index = {u: n for n, u in enumerate(u_text.index)}
     i_index = {i: n for n, i in enumerate(i_text.index)}
+    data = {"user_texts": u_text.tolist(), "item_texts": i_text.tolist()}
+    if tokenizer is None:
+        sample = base.sample(n=min(rows, len(base)), random_state=seed)
+        return {
+            **data,
+            "users": sample.user_id.map(u_index).to_numpy(),
+            "items": sample.item_id.map(i_index).to_numpy(),
+            "labels": sample.rating.to_numpy(np.float32),
+        }
+    from mtrec_utils.data.batching import SharedTextBatches, batch_stats
+    from mtrec_utils.data.datasets import tokenize_once
+
+    users, items = base.user_id.map(u_index).to_numpy(), base.item_id.map(i_index).to_numpy()
+    lu = np.array([len(t) for t in tokenize_once(tokenizer, data["user_texts"], max_length)])
+    li = np.array([len(t) for t in tokenize_once(tokenizer, data["item_texts"], max_length)])
+    start = time.perf_counter()
+    epoch = SharedTextBatches(users, items, batch_size, lu, li, seed=seed).batches()
+    build_s = time.perf_counter() - start
+    stats = pd.DataFrame([batch_stats(b, users, items, lu, li) for b in epoch])
+    rng = np.random.default_rng(seed)
+    full = [b for b in epoch if len(b) == batch_size]
+    size = min(max(rows // batch_size, 1), len(full))
+    chosen = [full[k] for k in rng.choice(len(full), size=size, replace=False)]
+    picked = np.concatenate(chosen)
+    order = rng.permutation(len(picked))  # the article's (shuffled) order of these rows
+    position = np.empty(len(picked), dtype=np.int64)
+    position[order] = np.arange(len(picked))  # row picked[j] is row position[j] of the sample
+    bounds = np.cumsum([0] + [len(b) for b in chosen])
     return {
-        "user_texts": u_text.tolist(),
-        "item_texts": i_text.tolist(),
-        "users": sample.user_id.map(u_index).to_numpy(),
-        "items": sample.item_id.map(i_index).to_numpy(),
-        "labels": sample.rating.to_numpy(np.float32),
+        **data,
+        "users": users[picked[order]],
+        "items": items[picked[order]],
+        "labels": base.rating.to_numpy(np.float32)[picked[order]],
+        "batches": [position[s:e] for s, e in zip(bounds[:-1], bounds[1:])],
+        "epoch": {
+            "ratings": int(len(users)),
+            "batches": len(epoch),
+            "build_s": build_s,
+            "samples_per_batch": float(stats.ratings.mean()),
+            "sequences_per_batch": float(stats.texts.mean()),
+            "padded_tokens_per_batch": float(stats.padded_tokens.mean()),
+            "padded_tokens_per_rating": float(stats.padded_tokens.sum() / stats.ratings.sum()),
+        },
     }
 
 
@@ -95,52 +156,146 @@ def encoder_step_flops(encoder, texts: list[str], max_length: int = 128, repeats
     return {"flops": counter.get_total_flops(), "seconds": seconds, "tokens": int(batch["input_ids"].numel())}
 
 
-def run_pipeline(pipeline: str, encoder, data: dict, batch_size: int, max_length: int) -> int:
-    """Run every training step (forward + backward) of one pipeline on ``data``; returns samples seen."""
-    model, n = encoder.model, len(data["users"]) // batch_size * batch_size
+def run_pipeline(
+    pipeline: str,
+    encoder,
+    data: dict,
+    batch_size: int,
+    max_length: int,
+    pack: bool = True,
+    max_batches: int | None = None,
+) -> int:
+    """Run the training steps (forward + backward) of one pipeline on ``data``, at most ``max_batches``
+    of them (default: all); returns the samples seen."""
+    model, n, seen = encoder.model, len(data["users"]) // batch_size * batch_size, 0
     if pipeline == "article":
         pairs = (data["users"][:n], data["items"][:n], data["labels"][:n])
         ds = ArticlePairDataset(data["user_texts"], data["item_texts"], *pairs, encoder.tokenizer, max_length)
-        for batch in torch.utils.data.DataLoader(ds, batch_size=batch_size):
-            article_loss(model, batch)[0].backward()
+        for k, batch in enumerate(torch.utils.data.DataLoader(ds, batch_size=batch_size)):
+            if max_batches is not None and k == max_batches:
+                break
+            article_loss(model, {key: v.to(encoder.device) for key, v in batch.items()})[0].backward()
+            seen += len(batch["labels"])
     else:
-        users = EncoderText(encoder, data["user_texts"], max_length)
-        items = EncoderText(encoder, data["item_texts"], max_length)
-        columns = {"user": "users", "item": "items", "labels": "labels"}
-        for s in range(0, n, batch_size):
-            batch = {k: torch.as_tensor(data[column][s : s + batch_size]) for k, column in columns.items()}
-            our_loss(users, items, batch)[0].backward()
-    return n
+        users = EncoderText(encoder, data["user_texts"], max_length).to(encoder.device)
+        items = EncoderText(encoder, data["item_texts"], max_length).to(encoder.device)
+        columns, dev = {"user": "users", "item": "items", "labels": "labels"}, encoder.device
+        batches = data.get("batches") or our_batches(
+            users, items, data["users"][:n], data["items"][:n], batch_size
+        )
+        for rows in batches[:max_batches]:
+            batch = {k: torch.as_tensor(np.asarray(data[c])[rows]).to(dev) for k, c in columns.items()}
+            our_loss(users, items, batch, pack)[0].backward()
+            seen += len(rows)
+    return seen
 
 
-def _peak_rss_child(pipeline: str, args: dict, queue) -> None:
-    torch.set_num_threads(args["threads"])
-    encoder = load_encoder(args["encoder"], device="cpu")
-    data = bench_data(args["rows"])
-    run_pipeline(pipeline, encoder, data, args["batch_size"], args["max_length"])
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kB on Linux -> MB
+def own_peak_rss_mb() -> float:
+    """This process's own peak resident memory (MB): ``VmHWM`` in ``/proc/self/status`` (Linux).
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries a process's maxrss over ``fork`` and
+    ``execve``, so a child started with ``spawn`` (a fork of the parent, then exec of a fresh
+    interpreter) reports at least the parent's resident memory at the fork; both pipelines'
+    children used to report the parent's figure. ``VmHWM`` belongs to the address space, which
+    ``execve`` replaces. Without ``/proc``, ``ru_maxrss`` (kB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB -> MB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
 
 
-def peak_memory_mb(pipeline: str, encoder: str, rows: int, batch_size: int, max_length: int) -> float:
-    """Peak resident memory (MB) of a fresh process that loads the encoder and data and runs ``pipeline`` alone.
+def _peak_memory_child(pipeline: str, args: dict, queue) -> None:
+    try:
+        torch.set_num_threads(args["threads"])
+        device = torch.device(args["device"])
+        encoder = load_encoder(args["encoder"], device=device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        # every article batch has one shape, (2B, max_length): its peak is reached by its second step
+        few = 2 if pipeline == "article" else None
+        sizes = (args["batch_size"], args["max_length"], args["pack"], few)
+        run_pipeline(pipeline, encoder, args["data"], *sizes)
+        if device.type == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+        else:
+            peak, kind = own_peak_rss_mb(), "peak_rss"
+        queue.put({"pipeline": pipeline, "pid": os.getpid(), "peak_mb": peak, "kind": kind})
+    except BaseException as err:  # report it: the parent would otherwise wait for nothing
+        queue.put({"pipeline": pipeline, "pid": os.getpid(), "error": f"{type(err).__name__}: {err}"})
+        raise
 
-    Both pipelines pay the same fixed cost (interpreter, libraries, model, data), so the difference
-    between the two figures is what the pipeline itself needs.
+
+def child_peak_memory(
+    pipeline: str,
+    encoder: str,
+    data: dict,
+    batch_size: int,
+    max_length: int = 128,
+    device: str = "cpu",
+    threads: int | None = None,
+    pack: bool = True,
+) -> dict:
+    """Run ``pipeline`` alone in a fresh process (``spawn``) on ``data``; its own peak memory.
+
+    The article's child runs two of its batches (they all have one shape, so its peak is reached
+    by then); ours runs all of its batches.
+
+    Returns:
+        ``{"pipeline", "pid" (the child's), "peak_mb", "kind"}``: on CPU the child's peak resident
+        memory (:func:`own_peak_rss_mb`), on CUDA ``torch.cuda.max_memory_allocated``.
     """
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     args = {
         "encoder": encoder,
-        "rows": rows,
+        "data": data,
         "batch_size": batch_size,
         "max_length": max_length,
-        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "threads": threads or torch.get_num_threads(),
+        "pack": pack,
     }
-    proc = ctx.Process(target=_peak_rss_child, args=(pipeline, args, queue))
+    proc = ctx.Process(target=_peak_memory_child, args=(pipeline, args, queue))
     proc.start()
-    value = queue.get(timeout=1200)
-    proc.join()
-    return float(value)
+    try:
+        while True:
+            try:
+                result = queue.get(timeout=5)
+                break
+            except queue_module.Empty:
+                if not proc.is_alive():
+                    code = proc.exitcode
+                    raise RuntimeError(f"the {pipeline} memory process exited with code {code}") from None
+    finally:
+        proc.join(timeout=60)
+    if "error" in result:
+        raise RuntimeError(f"the {pipeline} memory process failed: {result['error']}")
+    return result
+
+
+def peak_memory_mb(
+    pipeline: str,
+    encoder: str,
+    data: dict,
+    batch_size: int,
+    max_length: int = 128,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> float:
+    """Peak memory (MB) of a fresh process that loads the encoder and runs ``pipeline`` alone on ``data``.
+
+    Both pipelines pay the same fixed cost (interpreter, libraries, model, data), so the difference
+    between the two figures is what the pipeline itself needs. The article's child runs two of its
+    batches (all have the same shape, so its peak is reached by then), ours all of its batches.
+    See :func:`child_peak_memory`.
+    """
+    child = child_peak_memory(pipeline, encoder, data, batch_size, max_length, device, threads)
+    return float(child["peak_mb"])
 
 
 def throughput(
@@ -151,53 +306,107 @@ def throughput(
     device: str = "auto",
     memory: bool = True,
     seed: int = 0,
+    threads: int | None = None,
+    pack: bool = True,
 ) -> dict:
-    """Run the throughput benchmark; returns a JSON-friendly dict (see the module docstring)."""
+    """Run the throughput benchmark; returns a JSON-friendly dict (see the module docstring).
+
+    ``threads``: torch threads for both pipelines, the matmul reference and the memory processes
+    (default: torch's current setting). ``pack``: ours encodes a batch's texts in one packed call
+    (:func:`~mtrec_utils.workbook.pipeline_bench.packed_encode`), else one padded call per tower.
+    """
     check_positive("rows", rows, integer=True)
     check_positive("batch_size", batch_size, integer=True)
-    set_seed(seed)
-    dev = get_device(device)
-    encoder = load_encoder(encoder_name, device=dev)
-    data = bench_data(rows, seed)
-    table = compare_pipelines(encoder, **data, batch_size=batch_size, max_length=max_length, train=True)
-    texts = [data["user_texts"][u] for u in data["users"][:batch_size]]
-    step = encoder_step_flops(encoder, texts, max_length)
-    peak = matmul_flops(device=dev)
-    achieved = step["flops"] / step["seconds"]
-    result = {
-        "device": str(dev),
-        "torch_threads": torch.get_num_threads(),
-        "encoder": encoder.name,
-        "rows": int(len(data["users"])),
-        "batch_size": batch_size,
-        "pipelines": table.reset_index().to_dict(orient="records"),
-        "speedup": table.attrs["speedup"],
-        "encoder_step_flops_per_s": achieved,
-        "matmul_flops_per_s": peak,
-        "encoder_step_utilisation": achieved / peak,
-        "encoder_step_tokens": step["tokens"],
-    }
-    if memory and dev.type == "cpu":
-        result["peak_memory_mb"] = {
-            name: peak_memory_mb(name, encoder_name, rows, batch_size, max_length)
-            for name in ("article", "ours")
+    if threads is not None:
+        check_positive("threads", threads, integer=True)
+    before_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or before_threads)
+    try:
+        set_seed(seed)
+        dev = get_device(device)
+        encoder = load_encoder(encoder_name, device=dev)
+        data = bench_data(rows, seed, encoder.tokenizer, batch_size, max_length)
+        probes: list[float] = []  # the reference matmul, timed between batches: the same load as the steps
+        table = compare_pipelines(
+            encoder,
+            **{k: data[k] for k in ("user_texts", "item_texts", "users", "items", "labels")},
+            batch_size=batch_size,
+            max_length=max_length,
+            train=True,
+            seed=seed,
+            batches=data["batches"],
+            count_flops=True,
+            between=lambda: probes.append(matmul_flops(repeats=3, device=dev)),
+            pack=pack,
+            per_tower=pack,  # our step also unpacked, on the same batches: packing's effect
+        )
+        peak = statistics.median(probes)
+        ours, article = table.loc["ours"], table.loc["article"]
+        result = {
+            "device": str(dev),
+            "torch_threads": torch.get_num_threads(),
+            "encoder": encoder.name,
+            "rows": int(len(data["users"])),
+            "batch_size": batch_size,
+            "max_length": max_length,
+            "packed": pack,
+            "pipelines": table.reset_index().to_dict(orient="records"),
+            "speedup": table.attrs["speedup"],
+            "epoch": data["epoch"],
+            "encoder_step_flops_per_s": float(ours["flops_per_s"]),
+            "article_step_flops_per_s": float(article["flops_per_s"]),
+            "matmul_flops_per_s": peak,
+            "matmul_probes": len(probes),
+            "encoder_step_utilisation": float(ours["flops_per_s"]) / peak,
+            "article_step_utilisation": float(article["flops_per_s"]) / peak,
+            "encoder_step_tokens": float(ours["padded_tokens_per_batch"]),
         }
-    return result
+        if "ours_per_tower" in table.index:
+            per_tower = table.loc["ours_per_tower"]
+            result["encoder_step_utilisation_per_tower"] = float(per_tower["flops_per_s"]) / peak
+            result["speedup_per_tower"] = float(per_tower["samples_per_s"] / article["samples_per_s"])
+        if memory and dev.type in ("cpu", "cuda"):
+            sample = {k: data[k] for k in ("user_texts", "item_texts", "users", "items", "labels", "batches")}
+            sizes = (batch_size, max_length, str(dev), threads, pack)
+            children = {
+                name: child_peak_memory(name, encoder_name, sample, *sizes) for name in ("article", "ours")
+            }
+            result["peak_memory_mb"] = {name: c["peak_mb"] for name, c in children.items()}
+            result["peak_memory"] = children
+        return result
+    finally:
+        torch.set_num_threads(before_threads)
 
 
 def format_table(result: dict) -> str:
     """The benchmark result as a small text table."""
-    rows = pd.DataFrame(result["pipelines"]).set_index("pipeline")[["samples_per_s", "tokens_per_sequence"]]
+    columns = ["samples_per_s", "samples_per_batch", "sequences_per_batch", "tokens_per_sequence"]
+    table = pd.DataFrame(result["pipelines"]).set_index("pipeline")
+    short = {"samples_per_batch": "ratings/batch", "sequences_per_batch": "texts/batch"}
+    short["padded_tokens_per_batch"] = "tokens/batch"
+    rows = table[[*columns, "padded_tokens_per_batch"]].rename(columns=short)
     if "peak_memory_mb" in result:
         rows["peak_memory_mb"] = pd.Series(result["peak_memory_mb"])
     step_gflops, matmul_gflops = result["encoder_step_flops_per_s"] / 1e9, result["matmul_flops_per_s"] / 1e9
     utilisation = 100 * result["encoder_step_utilisation"]
+    article = 100 * result["article_step_utilisation"]
+    epoch = result["epoch"]
     lines = [
         rows.round(2).to_string(),
         f"speedup (ours / article): {result['speedup']:.1f}x",
-        f"encoder step: {step_gflops:.1f} GFLOP/s = {utilisation:.0f}% of matmul {matmul_gflops:.1f} GFLOP/s",
+        f"our training step: {step_gflops:.1f} GFLOP/s = {utilisation:.0f}% of matmul {matmul_gflops:.1f} GFLOP/s "
+        f"(article's: {article:.0f}%; median of {result['matmul_probes']} matmul probes between the batches)",
+        f"our batches over a whole epoch: {epoch['padded_tokens_per_rating']:.1f} padded tokens per rating "
+        f"(article: {2 * result['max_length']}), "
+        f"{epoch['sequences_per_batch']:.1f} texts per batch of {epoch['samples_per_batch']:.1f} ratings, "
+        f"{epoch['batches']} batches built in {epoch['build_s']:.1f} s",
         f"({result['device']}, {result['torch_threads']} threads, {result['encoder']})",
     ]
+    if "speedup_per_tower" in result:
+        per_tower = 100 * result["encoder_step_utilisation_per_tower"]
+        speedup = result["speedup_per_tower"]
+        line = f"ours unpacked (a padded call per tower): {speedup:.1f}x, {per_tower:.0f}% of matmul"
+        lines.insert(3, line)
     return "\n".join(lines)
 
 
@@ -211,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--max-length", type=int, default=128, help="the article's padding length (default 128)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    t.add_argument(
+        "--threads", type=int, default=1, help="torch threads for both pipelines and the matmul (default 1)"
+    )
+    t.add_argument("--quick", action="store_true", help="time 4 batches of each pipeline (--rows 128)")
+    t.add_argument("--no-pack", action="store_true", help="ours: one padded encoder call per tower")
     t.add_argument("--json", default=None, help="also write the result to this JSON file")
     e = sub.add_parser("eval", help="ranking scores: the former per-pair path vs the fast one, side by side")
     e.add_argument("--arch", default="hard", help="hard | mmoe (default: hard)")
@@ -243,7 +457,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         result = throughput(
-            args.encoder, args.rows, args.batch_size, args.max_length, args.device, memory=not args.no_memory
+            args.encoder,
+            4 * args.batch_size if args.quick else args.rows,
+            args.batch_size,
+            args.max_length,
+            args.device,
+            memory=not args.no_memory,
+            threads=args.threads,
+            pack=not args.no_pack,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
