@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 
 def tokenize_once(tokenizer, texts: Sequence[str], max_length: int = 128) -> list[list[int]]:
@@ -155,21 +156,84 @@ class TensorDictDataset(Dataset):
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         return {k: v[idx] for k, v in self.tensors.items()}
 
-    def __getitems__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+    def __getitems__(self, idx: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(idx, dtype=torch.long)
-        return {k: v[index] for k, v in self.tensors.items()}
+        return {k: v.index_select(0, index) for k, v in self.tensors.items()}  # = v[index], cheaper
 
 
 def _as_is(batch):
     return batch
 
 
+class BatchLoader(DataLoader):
+    """A ``DataLoader`` that serves a batch-fetching dataset (``__getitems__``) by slicing one index tensor.
+
+    A plain ``DataLoader`` walks its sampler one index at a time in Python and hands each batch's
+    list of indices to ``__getitems__``. This one takes the epoch's order as one tensor (the same
+    ``randperm`` the sampler draws, or ``arange``) and hands the dataset slices of it. The batches
+    and every random draw are those of the plain ``DataLoader`` with the same arguments, at the same
+    moments: the seed its iterator draws for workers (from ``generator``, else the global generator),
+    the shuffle at the first batch, and the second, unused ``randperm`` that ``RandomSampler`` draws
+    when its indices run out. Any other setting (workers, pinned memory, a custom sampler,
+    ``drop_last``, a dataset without ``__getitems__``) is served by ``DataLoader`` itself.
+    """
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]  # DataLoader's iterator, or batches
+        if not self._slices_ok():
+            return super().__iter__()
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the iterator's worker seed
+        return self._batches()
+
+    def _slices_ok(self) -> bool:
+        sampler, dataset = self.sampler, cast(Any, self.dataset)
+        return (
+            self.num_workers == 0
+            and not self.pin_memory
+            and hasattr(dataset, "__getitems__")
+            and type(self.batch_sampler) is BatchSampler
+            and self.batch_sampler.sampler is sampler
+            and not self.batch_sampler.drop_last
+            and (
+                type(sampler) is SequentialSampler
+                or (
+                    isinstance(sampler, RandomSampler)
+                    and type(sampler) is RandomSampler
+                    and not sampler.replacement
+                    and sampler.num_samples == len(dataset)
+                )
+            )
+        )
+
+    def _batches(self) -> Iterator[Any]:
+        dataset, sampler = cast(Any, self.dataset), self.sampler
+        n, size = len(dataset), int(self.batch_size or 1)
+        shuffled, generator = isinstance(sampler, RandomSampler), None
+        if isinstance(sampler, RandomSampler):
+            generator = sampler.generator
+            if generator is None:  # as RandomSampler does: a fresh generator seeded from the global one
+                seed = int(torch.empty((), dtype=torch.int64).random_().item())
+                generator = torch.Generator()
+                generator.manual_seed(seed)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        tensor_index = type(dataset).__getitems__ in _TENSOR_INDEXED
+        for start in range(0, n, size):
+            index = order[start : start + size]
+            if shuffled and start + size > n:  # RandomSampler's indices run out while this batch is drawn
+                torch.randperm(n, generator=generator)
+            yield self.collate_fn(dataset.__getitems__(index if tensor_index else index.tolist()))
+        if shuffled and n % size == 0:  # ... or when the batch after the last full one is asked for
+            torch.randperm(n, generator=generator)
+
+
 def make_loader(
     dataset: Dataset, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
 ) -> DataLoader:
-    """A DataLoader; batch-fetching datasets (``__getitems__``) skip the per-sample collate."""
+    """A DataLoader; batch-fetching datasets (``__getitems__``) get whole batches by index slices
+    (:class:`BatchLoader`) and skip the per-sample collate."""
     collate = _as_is if hasattr(dataset, "__getitems__") else None
-    return DataLoader(
+    return BatchLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate
     )
 
@@ -222,9 +286,9 @@ class NegativeSamplingDataset(Dataset):
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([idx])
 
-    def __getitems__(self, idx: list[int]) -> dict[str, torch.Tensor]:
+    def __getitems__(self, idx: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(idx, dtype=torch.long)
-        u, pos = self.users[index], self.items[index]  # (B,)
+        u, pos = self.users.index_select(0, index), self.items.index_select(0, index)  # (B,)
         neg_u = u.repeat_interleave(self.k)  # (B*k,)
         neg = torch.randint(self.seen.shape[1], (len(neg_u),), generator=self.generator)
         for _ in range(10):  # redraw the few negatives that hit a rated item
@@ -284,3 +348,7 @@ def ranking_eval(
     positives = [ti[s:e] for s, e in zip(starts, ends)]
     users_t = torch.as_tensor(users, dtype=torch.long)
     return RankingEval(users=users_t, positives=positives, exclude=seen[users_t])
+
+
+#: ``__getitems__`` methods that take a 1-D LongTensor of indices as well as a list (:class:`BatchLoader`).
+_TENSOR_INDEXED = (TensorDictDataset.__getitems__, NegativeSamplingDataset.__getitems__)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from mtrec_utils.core.config import check_choice
 from mtrec_utils.models.encoders import Encoder, encode_texts, mean_pool
@@ -33,8 +34,8 @@ class FrozenText(nn.Module):
         self.dim = int(embeddings.shape[1])
 
     def forward(self, idx: Tensor) -> Tensor:
-        """(B,) indices -> (B, H)."""
-        return self.table[idx]
+        """(B,) indices -> (B, H): ``table[idx]``, as a cheaper ``index_select``."""
+        return self.table.index_select(0, idx.reshape(-1)).reshape(*idx.shape, self.dim)
 
 
 class EncoderText(nn.Module):
@@ -149,13 +150,39 @@ class EntityTower(nn.Module):
         if self.id_emb is not None:
             parts["id"] = self.id_emb(idx)
         if self.text is not None:
-            parts["text"] = self.text_proj(self.text(idx))
+            parts["text"] = self.text_part(idx)
         if self.features is not None:
             parts["features"] = self.feat_proj(self.features[idx])
         for name in self.cat_names:
             parts[name] = self.cat_emb[name](getattr(self, f"codes_{name}")[idx])
         return parts
 
+    def text_part(self, idx: Tensor) -> Tensor:
+        """(B,) entity indices -> (B, dim) projected text: ``text_proj(text(idx))``.
+
+        On a CPU each distinct entity of the batch is projected once and the rows are gathered: a
+        training batch repeats users and items (2,560 MovieLens pairs hold ~340 users and ~1,300 items),
+        and the LayerNorm and Linear over 384-wide rows were the towers' largest cost. The same values
+        up to float rounding (the gradient sums each entity's rows first). On a GPU, where rows are
+        cheap and ``unique`` waits for the device, every row is projected.
+        """
+        if idx.device.type != "cpu" or idx.dim() != 1:
+            return self.text_proj(self.text(idx))
+        uniq, inverse = torch.unique(idx, return_inverse=True)  # (U,), (B,)
+        return F.embedding(inverse, self.text_proj(self.text(uniq)))  # (U, dim) rows -> (B, dim)
+
     def forward(self, idx: Tensor) -> Tensor:
         """(B,) entity indices -> (B, dim): the sum of the parts."""
-        return self.dropout(torch.stack(list(self.part_dict(idx).values())).sum(dim=0))  # (B, dim)
+        return self.dropout(sum_parts(list(self.part_dict(idx).values())))  # (B, dim)
+
+
+def sum_parts(parts: Sequence[Tensor]) -> Tensor:
+    """``torch.stack(parts).sum(dim=0)`` bit for bit, without the stacked copy.
+
+    On a CPU that sum adds the parts in order, starting from zero; the same adds, and a final
+    ``+ 0.0`` (which turns ``-0.0`` into ``0.0``, as starting from zero does), give the same bits.
+    """
+    out = parts[0] + parts[1] if len(parts) > 1 else parts[0] + 0.0
+    for part in parts[2:]:
+        out = out + part
+    return out.add_(0.0) if len(parts) > 1 else out

@@ -437,7 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     from mtrec_utils.workbook.costmodel import add_budgets_arguments, budgets_command
 
     add_budgets_arguments(b)
+    from mtrec_utils.workbook.step_profile import add_arguments as add_steps_arguments
+    from mtrec_utils.workbook.step_profile import steps_command
+
+    add_steps_arguments(sub.add_parser("steps", help="one joint epoch's steps, profiled by phase and module"))
     args = p.parse_args(argv)
+    if args.command == "steps":
+        return steps_command(args)
     if args.command == "budgets":
         return budgets_command(args, measure=lambda device: matmul_flops(device=device))
     if args.command == "eval":
