@@ -40,6 +40,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtrec_utils.core.config import check_positive, get_device, set_seed
+from mtrec_utils.core.io import atomic_write_json
 from mtrec_utils.models.encoders import load_encoder, mean_pool
 from mtrec_utils.models.towers import EncoderText
 from mtrec_utils.workbook.pipeline_bench import (
@@ -454,13 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        print(json.dumps(result, indent=2, default=float))
-        print(format_result(result))
-        if args.json:
-            from mtrec_utils.core.io import atomic_write_json
-
-            atomic_write_json(args.json, result)
-        return 0
+        return _report(result, format_result(result), args.json)
     try:
         result = throughput(
             args.encoder,
@@ -475,12 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=float))
-    print(format_table(result))
-    if args.json:
-        from mtrec_utils.core.io import atomic_write_json
+    return _report(result, format_table(result), args.json)
 
-        atomic_write_json(args.json, result)
+
+def _report(result: dict, table: str, json_path: str | None) -> int:
+    """Print a benchmark's result as JSON and as a table, and write it to ``json_path`` if given."""
+    print(json.dumps(result, indent=2, default=float))
+    print(table)
+    if json_path:
+        atomic_write_json(json_path, result)
     return 0
 
 
