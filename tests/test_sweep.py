@@ -69,3 +69,13 @@ def test_bad_inputs(tiny_notebook, tmp_path):
         best_point(table, "m")
     with pytest.raises(ValueError, match="metric='nope'"):
         best_point(table, "nope")
+
+
+def test_parallel_points_give_the_serial_table(tiny_notebook, tmp_path):
+    points = [{"X": 2.0}, {"X": 3.0}, {"X": 4.0}]
+    serial = run_sweep(tiny_notebook, points, tmp_path / "serial", workers=1)
+    parallel = run_sweep(tiny_notebook, points, tmp_path / "parallel", workers=2)
+    assert parallel["x_squared"].tolist() == [4.0, 9.0, 16.0]
+    pd.testing.assert_frame_equal(serial.drop(columns="seconds"), parallel.drop(columns="seconds"))
+    with pytest.raises(ValueError, match="workers=0"):
+        run_sweep(tiny_notebook, points, tmp_path, workers=0)

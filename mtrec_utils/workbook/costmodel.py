@@ -11,7 +11,7 @@ A notebook's time is predicted from the work it does, counted, not guessed::
 - **Work plan** (:data:`WORK_PLAN`): per notebook, which training runs of which kind it makes at each
   profile (read off the notebooks' code; one entry per notebook, a comment each).
 - **FLOPs per step** are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the package's
-  real models (``MultiTaskModel``/MMoE/fusion towers, ``MatrixFactorization``, the ads model, the
+  real models (``MultiTaskModel``/MMoE/PLE/fusion towers, ``MatrixFactorization``, the ads model, the
   MiniLM encoder) at the profile's sizes, then multiplied by the steps per run (epochs x rows /
   batch size) and the runs per notebook. They are cached in ``outputs/costmodel.json``.
 - **Device speed**: this machine's measured matmul FLOP/s (:func:`mtrec_utils.workbook.bench.matmul_flops`)
@@ -92,7 +92,8 @@ class Train:
         per_seed: repeat for each of the profile's ``num_seeds`` seeds (at most ``max_seeds``).
         max_seeds: the notebook's cap on seeds.
         max_epochs, min_epochs: the notebook's own bounds on the profile's epochs.
-        arch: ``hard``, ``mmoe``, or a fusion of :data:`mtrec_utils.models.fusion.FUSIONS`.
+        arch: ``hard``, ``mmoe``, ``ple`` (:data:`mtrec_utils.models.sharing.ARCHITECTURES`), or a
+            fusion of :data:`mtrec_utils.models.fusion.FUSIONS` (a hard-sharing model).
         schedule: ``joint`` (every task each step) or ``alternating`` (one task per step).
         task_grads: the strategy backpropagates each task's loss on its own (gradnorm, pcgrad).
         data: share of the training rows used.
@@ -130,6 +131,7 @@ class EncoderSteps:
             activations, few weights: LoRA, AdaLoRA, IA3, adapters) or ``forward`` (a frozen encoder).
         runs: runs (each also encodes ``eval_texts`` texts once, forward only).
         eval_texts: texts encoded for evaluation per run.
+        pooled: the runs execute several at once, one kernel per core (notebook 08's sweep points).
     """
 
     steps: PerProfile
@@ -138,13 +140,18 @@ class EncoderSteps:
     kind: str = "full"
     runs: PerProfile = 1
     eval_texts: PerProfile = 0
+    pooled: bool = False
 
 
 @dataclass(frozen=True)
 class Kernels:
-    """Extra executions of the notebook itself (a parameter sweep); each pays its fixed overhead."""
+    """Extra executions of the notebook itself (a parameter sweep); each pays its fixed overhead.
+
+    ``pooled``: the executions run several at once, one per core (``run_sweep(workers=...)``).
+    """
 
     count: PerProfile
+    pooled: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,7 +270,7 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     ),
     # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient), one LoRA
     # per task (3 LoRA passes a step), the profiler (3 modes x 3 steps), the sweep (each point a fresh
-    # kernel running LoRA only), the single-process launch (10 LoRA steps).
+    # kernel running LoRA only, one per core at once), the single-process launch (10 LoRA steps).
     "08_efficient_finetuning_and_scaling": (
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="forward", eval_texts=_FT_EVAL),
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="full", eval_texts=_FT_EVAL),
@@ -272,8 +279,8 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="full"),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="peft"),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="forward"),
-        Kernels(_SWEEP),
-        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=_SWEEP, eval_texts=_FT_EVAL),
+        Kernels(_SWEEP, pooled=True),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=_SWEEP, eval_texts=_FT_EVAL, pooled=True),
         EncoderSteps({"smoke": 6, "cpu": 10, "gpu": 10}, _FT_BATCH, _FT_LENGTH, kind="peft"),
     ),
     # 09: reads the other notebooks' metrics and draws: overhead only.
@@ -458,7 +465,7 @@ def build_counted_model(model: str, tasks: Sequence[str], arch: str, dim: int) -
     """The package's model of kind ``model`` with text embeddings of width ``dim`` (zeros: same FLOPs)."""
     from mtrec_utils.models.baselines import MatrixFactorization
     from mtrec_utils.models.fusion import FUSIONS, FusionTower
-    from mtrec_utils.models.sharing import build_model
+    from mtrec_utils.models.sharing import ARCHITECTURES, build_model
     from mtrec_utils.models.towers import EntityTower, FrozenText
 
     task_list = _tasks(model, tasks)
@@ -474,7 +481,7 @@ def build_counted_model(model: str, tasks: Sequence[str], arch: str, dim: int) -
         n = 8_192 if model == "clothing" else ML_ITEMS
         feats = torch.zeros(n, 2) if model == "clothing" else None
         tower = EntityTower(n, EMBED_DIM, FrozenText(torch.zeros(n, dim)), features=feats, use_id=False)
-        return build_model("hard", {"item": tower}, task_list, HIDDEN)
+        return build_model(arch if arch in ARCHITECTURES else "hard", {"item": tower}, task_list, HIDDEN)
     sizes = {"user": ML_USERS, "item": ML_ITEMS}
     towers: dict[str, torch.nn.Module] = {}
     if arch in FUSIONS:  # movielens_side: users' age and gender (+ occupation), items' year and 19 genres

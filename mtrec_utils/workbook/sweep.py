@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from mtrec_utils.training.experiments import default_workers
 
 # Points for notebook 08 (one factor at a time around LR=1e-3, LORA_RANK=8, W_RECOMMENDED=1).
 SWEEP_POINTS: dict[str, list[dict[str, Any]]] = {
@@ -51,6 +54,7 @@ def run_sweep(
     base: Mapping[str, Any] | None = None,
     metrics: Sequence[str] | None = None,
     progress: bool = False,
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Execute ``notebook`` once per point and collect its recorded metrics.
 
@@ -61,6 +65,10 @@ def run_sweep(
         base: parameters shared by every point (a point's own values win).
         metrics: recorded names to keep (default: all of them).
         progress: show papermill's progress bar.
+        workers: points executed at once, each in its own kernel (default: one per CPU core, at most
+            one per point; 1 on a GPU, where the kernels would share one device). Give the points
+            ``CPU_THREADS=1`` so that parallel kernels do not oversubscribe the cores. The table is the
+            same, in the same order, whatever ``workers`` is: each point is a fresh kernel.
 
     Returns:
         One row per point: the point's parameters, ``status``, ``seconds`` and the metrics
@@ -73,15 +81,28 @@ def run_sweep(
         raise ValueError(f"notebook={str(notebook)!r} is not a file")
     if not points or not all(isinstance(p, Mapping) for p in points):
         raise ValueError("points must be a non-empty list of parameter dicts, e.g. [{'LR': 1e-3}]")
-    rows = []
-    for i, point in enumerate(points):
-        params = {**(base or {}), **point}
-        check_parameters(params)
-        result = execute(notebook, Path(output_dir) / f"point_{i}", params, progress=progress)
+    params = [{**(base or {}), **point} for point in points]
+    for p in params:
+        check_parameters(p)
+    if workers is None:
+        workers = default_workers(len(points), str((base or {}).get("DEVICE", "auto")))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} is not valid; give a positive integer (for example 1)")
+
+    def one(i: int) -> dict[str, Any]:
+        result = execute(notebook, Path(output_dir) / f"point_{i}", params[i], progress=progress)
         found = result.metrics if metrics is None else {k: result.metrics.get(k) for k in metrics}
-        rows.append(
-            {**point, "status": result.status, "seconds": result.seconds, **found, "error": result.error}
-        )
+        return {
+            **points[i],
+            "status": result.status,
+            "seconds": result.seconds,
+            **found,
+            "error": result.error,
+        }
+
+    # Threads only wait here: each point runs in its own kernel process.
+    with ThreadPoolExecutor(max_workers=min(workers, len(points))) as pool:
+        rows = list(pool.map(one, range(len(points))))
     return pd.DataFrame(rows)
 
 
