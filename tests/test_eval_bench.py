@@ -158,5 +158,5 @@ def test_eval_bench_reports_both_paths_with_equal_scores(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["users"] == 5 and saved["items"] == 20 and saved["max_abs_diff"] < 1e-4
     assert "speedup" in capsys.readouterr().out
-    assert main(["eval", "--arch", "ple", "--users", "5"]) == 2
-    assert "arch='ple'" in capsys.readouterr().err
+    assert main(["eval", "--arch", "cgc", "--users", "5"]) == 2
+    assert "arch='cgc'" in capsys.readouterr().err

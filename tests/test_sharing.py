@@ -72,8 +72,8 @@ def test_mmoe_on_entity_tasks_only():
 
 
 def test_bad_arguments_are_named():
-    with pytest.raises(ValueError, match="arch='ple'.*'hard', 'mmoe'"):
-        build_model("ple", _towers(), _ml_tasks())
+    with pytest.raises(ValueError, match="arch='cgc'.*'hard', 'mmoe', 'ple'"):
+        build_model("cgc", _towers(), _ml_tasks())
     with pytest.raises(ValueError, match="num_experts"):
         MMoE(4, 4, ["a"], num_experts=0)
     with pytest.raises(ValueError, match="unknown task"):

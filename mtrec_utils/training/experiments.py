@@ -27,7 +27,7 @@ import pickle
 import random
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ def run_experiment(
     *,
     seed: int = 0,
     arch: str = "hard",
+    arch_kwargs: Mapping | None = None,
     strategy: str = "ew",
     schedule: str = "joint",
     epochs: int = 5,
@@ -82,6 +83,7 @@ def run_experiment(
     state_path: str | Path | None = None,
     log: TrainingLog | None = None,
     callbacks: Sequence = (),
+    wrap_epoch: Callable[[Callable], Callable] | None = None,
 ) -> RunResult:
     """Train one model on ``task_names`` of ``bundle`` and evaluate it on the test split.
 
@@ -89,7 +91,9 @@ def run_experiment(
         bundle: from :func:`mtrec_utils.training.bundles.movielens_bundle` / ``clothing_bundle``.
         task_names: one name (single-task) or several (joint).
         seed: seeds the model's initialisation, shuffling and negatives (the data split stays fixed).
-        arch: ``"hard"`` or ``"mmoe"`` (see :mod:`mtrec_utils.models.sharing`).
+        arch: ``"hard"``, ``"mmoe"`` or ``"ple"`` (see :mod:`mtrec_utils.models.sharing`).
+        arch_kwargs: the architecture's sizes for ``build_model`` (e.g. ``{"num_experts": 8}`` for
+            ``"mmoe"``, ``{"num_levels": 1}`` for ``"ple"``); default: its defaults.
         strategy: weighting strategy name (``mtrec_utils.weighting.STRATEGIES``); used by ``"joint"``.
         schedule: ``"joint"``, ``"round_robin"`` or ``"proportional"``.
         epochs, lr, encoder_lr, weight_decay, patience, monitor: as for ``fit`` (monitor defaults
@@ -101,6 +105,8 @@ def run_experiment(
         state_path: training-state file; a killed run called again resumes from it (see ``fit``).
         log: the step log to write into (e.g. a live view's, :mod:`mtrec_utils.viz.live`); default a new one.
         callbacks: ``fit`` callbacks, called with the history after each epoch (True stops training).
+        wrap_epoch: wraps the epoch function, e.g. ``AffinityRecorder(...).wrap``
+            (:mod:`mtrec_utils.training.affinity`), to observe each step without changing the training.
 
     Returns:
         A :class:`RunResult` (the model holds the best validation epoch's weights).
@@ -110,7 +116,8 @@ def run_experiment(
     tasks = bundle.select(task_names)
     set_seed(seed)
     bundle.generator.manual_seed(seed)
-    model = init_heads(build_model(arch, bundle.make_towers(), tasks, hidden, dropout), bundle)
+    sizes = dict(arch_kwargs or {})
+    model = init_heads(build_model(arch, bundle.make_towers(), tasks, hidden, dropout, **sizes), bundle)
     kwargs = dict(strategy_kwargs or {})
     if strategy == "dwa":
         kwargs.setdefault("period", max(len(bundle.train[s]) for s in {t.data for t in tasks}))
@@ -118,6 +125,7 @@ def run_experiment(
         kwargs.setdefault("generator", bundle.generator)
     weighting = get_strategy(strategy, num_tasks=len(tasks), **kwargs)
     log = log if log is not None else TrainingLog()
+    epoch_fn = make_epoch_fn(schedule, log, cosine_every, bundle.generator)
     start = time.perf_counter()
     history = fit(
         model,
@@ -136,7 +144,7 @@ def run_experiment(
         device=device,
         mixed_precision=mixed_precision,
         progress=progress,
-        epoch_fn=make_epoch_fn(schedule, log, cosine_every, bundle.generator),
+        epoch_fn=wrap_epoch(epoch_fn) if wrap_epoch else epoch_fn,
         state_path=state_path,
         callbacks=callbacks,
     )
@@ -182,9 +190,9 @@ def run_seeds(
 # --- independent runs side by side, and runs kept by their settings -------------------------------
 
 # run_experiment arguments that hand in live objects or resume from a file: such runs are never memoised
-_UNMEMOISED = ("log", "callbacks", "state_path")
+_UNMEMOISED = ("log", "callbacks", "state_path", "wrap_epoch")
 # ... and those that report back to this process while training: such runs train here, not in a worker
-_IN_PROCESS = ("log", "callbacks")
+_IN_PROCESS = ("log", "callbacks", "wrap_epoch")
 
 
 def _given(value: Any) -> bool:
@@ -283,11 +291,12 @@ class RunMemo:
     """Runs already trained, kept by their full settings, so that one asked for again is not retrained.
 
     The key is every argument of :func:`run_experiment` with its defaults filled in: the bundle
-    (the object itself, which the memo keeps alive), the task names in order, seed, arch, strategy
-    and its kwargs, schedule, epochs, lr, encoder_lr, weight decay, patience, monitor, hidden,
-    dropout, cosine_every, tb_dir, checkpoint_path, device and mixed precision (``progress`` is left
-    out: it changes nothing). Runs given ``log``, ``callbacks`` or ``state_path`` are never kept,
-    nor runs whose settings hold values other than numbers, strings, paths, lists and dicts.
+    (the object itself, which the memo keeps alive), the task names in order, seed, arch and its
+    kwargs, strategy and its kwargs, schedule, epochs, lr, encoder_lr, weight decay, patience,
+    monitor, hidden, dropout, cosine_every, tb_dir, checkpoint_path, device and mixed precision
+    (``progress`` is left out: it changes nothing). Runs given ``log``, ``callbacks`` or
+    ``state_path`` are never kept, nor runs whose settings hold values other than numbers, strings,
+    paths, lists and dicts.
 
     A hit returns the same :class:`RunResult` object as the first run (treat it as read-only) and
     leaves the random generators (Python, NumPy, PyTorch, the bundle's) where training it again
@@ -358,8 +367,8 @@ def run_experiments(
     What comes back from a worker: the history (with its ``attrs``), the step log's rows (a new
     :class:`~mtrec_utils.training.schedules.TrainingLog` without ``probe``), the test metrics, the
     seconds, and the model as a state dict, from which ``RunResult.model`` is rebuilt here: same
-    class, built from the run's bundle, arch, hidden and dropout, on the CPU, in the mode the worker
-    left it. Runs that report to this process while training (``log=`` for a live view,
+    class, built from the run's bundle, arch (and its kwargs), hidden and dropout, on the CPU, in
+    the mode the worker left it. Runs that report to this process while training (``log=`` for a live view,
     ``callbacks=``) need ``workers=1``.
 
     Raises:
@@ -496,7 +505,10 @@ def _receive(run: Mapping, pickled: bytes) -> tuple[RunResult, _RandomState]:
     bundle = args["bundle"]
     tasks = bundle.select(args["task_names"])
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave no trace of it
-        model = build_model(args["arch"], bundle.make_towers(), tasks, args["hidden"], args["dropout"])
+        arch_kwargs = args["arch_kwargs"] or {}
+        model = build_model(
+            args["arch"], bundle.make_towers(), tasks, args["hidden"], args["dropout"], **arch_kwargs
+        )
         init_heads(model, bundle)
     model.load_state_dict(payload["state_dict"])
     model.train(payload["training"])

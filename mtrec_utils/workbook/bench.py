@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--no-pack", action="store_true", help="ours: one padded encoder call per tower")
     t.add_argument("--json", default=None, help="also write the result to this JSON file")
     e = sub.add_parser("eval", help="ranking scores: the former per-pair path vs the fast one, side by side")
-    e.add_argument("--arch", default="hard", help="hard | mmoe (default: hard)")
+    e.add_argument("--arch", default="hard", help="hard | mmoe | ple (default: hard)")
     e.add_argument("--users", type=int, default=943, help="users ranked (default 943, all of MovieLens-100K)")
     e.add_argument("--items", type=int, default=1682, help="items (default 1682)")
     e.add_argument("--repeats", type=int, default=3, help="timed runs of each path, median kept (default 3)")

@@ -55,7 +55,7 @@ CASES = [
     (lambda: recall_at_k(SCORES, POSITIVES, k=0), ["k=0", "positive integer"]),
     (lambda: ndcg_at_k(SCORES, POSITIVES, k=-3), ["k=-3", "positive integer"]),
     (lambda: alternating_order([2, 3], "sideways"), ["schedule='sideways'", "'round_robin'"]),
-    (lambda: build_model("ple", {}, []), ["'ple'", "'mmoe'"]),
+    (lambda: build_model("cgc", {}, []), ["'cgc'", "'ple'"]),
     (lambda: movielens_split(pd.DataFrame(), k=6), ["k=6", "1, 2, 3, 4, 5"]),
     (lambda: clothing_split(CLOTHING, seed=-1), ["seed=-1", "non-negative integer"]),
     (lambda: clothing_split(CLOTHING, fractions=(0.5, 0.5, 0.5)), ["fractions=", "summing to 1"]),
