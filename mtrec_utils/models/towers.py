@@ -3,6 +3,7 @@
 An entity's vector fuses what is known about it (the article's 特征融合, feature fusion):
 
     tower(e) = id_embedding(e) + W_text · text(e) + W_feat · features(e) + sum_c category_c(e)
+               [+ |N(e)|^-1/2 sum_{j in N(e)} y_j, a user's rated items: :mod:`mtrec_utils.models.implicit`]
 
 ``text(e)`` comes from a pretrained language model, in one of two modes:
 
@@ -21,6 +22,7 @@ from torch.nn import functional as F
 
 from mtrec_utils.core.config import check_choice
 from mtrec_utils.models.encoders import Encoder, encode_texts, mean_pool
+from mtrec_utils.models.implicit import ImplicitHistory, InteractionLists
 
 TEXT_MODES = ("frozen", "full")
 
@@ -99,6 +101,8 @@ class EntityTower(nn.Module):
         categories: ``{name: (N,) long codes}`` of categorical features, each embedded.
         use_id: learn one embedding per entity (collaborative signal; useless for cold entities).
         dropout: dropout on the fused vector.
+        history: the items each entity (a user) rated in the training split, or ``None``: adds the
+            part ``history``, SVD++'s normalised sum of learned item vectors (:class:`ImplicitHistory`).
     """
 
     def __init__(
@@ -110,11 +114,12 @@ class EntityTower(nn.Module):
         categories: dict[str, Tensor] | None = None,
         use_id: bool = True,
         dropout: float = 0.1,
+        history: InteractionLists | None = None,
     ):
         super().__init__()
-        if text is None and features is None and not categories and not use_id:
+        if text is None and features is None and not categories and not use_id and history is None:
             raise ValueError(
-                "EntityTower needs at least one input: text, features, categories or use_id=True"
+                "EntityTower needs at least one input: text, features, categories, history or use_id=True"
             )
         self.num_entities, self.dim = num_entities, dim
         self.id_emb = nn.Embedding(num_entities, dim) if use_id else None
@@ -135,14 +140,19 @@ class EntityTower(nn.Module):
             self.register_buffer(f"codes_{name}", codes.long(), persistent=False)  # (N,)
             self.cat_emb[name] = nn.Embedding(int(codes.max()) + 1, dim)
         self.dropout = nn.Dropout(dropout)
+        if history is not None and history.num_users != num_entities:
+            raise ValueError(
+                f"history has {history.num_users} users but the tower has {num_entities} entities"
+            )
+        self.history = ImplicitHistory(history, dim) if history is not None else None
 
     @property
     def part_names(self) -> list[str]:
-        """The parts this tower fuses, in order: ``id``, ``text``, ``features``, then each category."""
+        """The parts this tower fuses, in order: ``id``, ``text``, ``features``, each category, ``history``."""
         names = ["id"] if self.id_emb is not None else []
         names += ["text"] if self.text is not None else []
         names += ["features"] if self.features is not None else []
-        return names + list(self.cat_names)
+        return names + list(self.cat_names) + (["history"] if self.history is not None else [])
 
     def part_dict(self, idx: Tensor) -> dict[str, Tensor]:
         """(B,) entity indices -> ``{part name: (B, dim)}``, in the order of :attr:`part_names`."""
@@ -155,6 +165,8 @@ class EntityTower(nn.Module):
             parts["features"] = self.feat_proj(self.features[idx])
         for name in self.cat_names:
             parts[name] = self.cat_emb[name](getattr(self, f"codes_{name}")[idx])
+        if self.history is not None:
+            parts["history"] = self.history(idx)
         return parts
 
     def text_part(self, idx: Tensor) -> Tensor:

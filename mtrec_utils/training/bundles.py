@@ -3,6 +3,9 @@
 - :func:`movielens_bundle`: u1 split; tasks ``rating``, ``like`` (pairs of user and item) and
   ``interest`` (ranking); towers fuse each user's/item's ID with the text the encoder reads.
   Validation is 5% of u1.base, held out at random; u1.test is only used for test metrics.
+  ``history=True`` adds to the user tower the items each user rated in the training part (SVD++'s
+  implicit feedback, :mod:`mtrec_utils.models.implicit`): which items, never the ratings, and never
+  a validation or test item.
 - :func:`clothing_bundle`: the stratified 80/10/10 split; tasks ``recommended``, ``rating`` and
   ``department``, one review per row. The tasks share one review tower, so it reads only what
   every task may read: the text, the reviewer's age and the positive-feedback count. The product
@@ -30,6 +33,7 @@ from mtrec_utils.data.datasets import TensorDictDataset, make_loader
 from mtrec_utils.data.prepare import holdout, interest_data, rating_dataset, sample_rows, standardize
 from mtrec_utils.data.tasks import Task, clothing_tasks, movielens_tasks
 from mtrec_utils.models.fusion import FUSIONS, PARTS, FusionTower
+from mtrec_utils.models.implicit import InteractionLists
 from mtrec_utils.models.towers import EntityTower, text_table
 
 
@@ -95,6 +99,7 @@ def movielens_bundle(
     num_negatives: int = 4,
     max_val_users: int = 300,
     progress: bool = True,
+    history: bool = False,
 ) -> TaskBundle:
     """MovieLens-100K u1 with tasks ``rating``, ``like``, ``interest`` sized by ``profile``.
 
@@ -108,6 +113,10 @@ def movielens_bundle(
         max_val_users: users ranked in each validation pass (early stopping reads their NDCG;
             ranking every item for every user each epoch costs more than the epoch itself).
             The test ranking uses the profile's ``max_eval_users`` (all users at ``cpu``).
+        progress: show the text encoding's progress.
+        history: give the user tower the items each user rated in the training part, as SVD++'s
+            ``|N(u)|^-1/2 sum_j y_j`` (tower part ``history``; ``tower_kwargs["user"]["history"]``
+            holds the :class:`~mtrec_utils.models.implicit.InteractionLists`). Off: the towers of before.
     """
     from mtrec_utils.data import GENRES, load_movielens, movielens_split
     from mtrec_utils.data.text import item_texts, user_texts
@@ -134,6 +143,11 @@ def movielens_bundle(
         base, test, users, items, num_negatives, max_users=profile.max_eval_users, generator=generator
     )
     train_ds = rating_dataset(train, users, items)
+    user_kwargs: dict[str, Any] = {"num_entities": len(users)}
+    if history:  # the training part only: validation and test items stay unseen
+        user_kwargs["history"] = InteractionLists.from_pairs(
+            train_ds.tensors["user"], train_ds.tensors["item"], len(users), len(items)
+        )
     return TaskBundle(
         name="movielens",
         tasks=tasks,
@@ -144,7 +158,7 @@ def movielens_bundle(
         val={"ratings": make_loader(rating_dataset(val, users, items), 4 * b), "interactions": rank_val},
         test={"ratings": make_loader(rating_dataset(test, users, items), 4 * b), "interactions": rank_test},
         texts=texts,
-        tower_kwargs={"user": {"num_entities": len(users)}, "item": {"num_entities": len(items)}},
+        tower_kwargs={"user": user_kwargs, "item": {"num_entities": len(items)}},
         generator=generator,
         labels={"rating": train_ds.tensors["rating"].numpy(), "like": train_ds.tensors["like"].numpy()},
         dim=dim,
@@ -251,9 +265,16 @@ def fusion_bundle(
         changes: TaskBundle fields to replace (e.g. ``train={...}`` for a thinned training set).
 
     Raises:
-        ValueError: for an unknown fusion or part, naming the valid ones.
+        ValueError: for an unknown fusion or part, naming the valid ones, or a bundle built with
+            ``history=True`` (fusion towers have no history part).
     """
     check_choice("fusion", fusion, FUSIONS)
+    with_history = [k for k, kw in bundle.tower_kwargs.items() if kw.get("history") is not None]
+    if with_history:
+        raise ValueError(
+            f"fusion towers take no history part, but the {with_history} tower(s) of this bundle have one; "
+            "build the bundle with history=False"
+        )
     for p in parts:
         check_choice("parts", p, PARTS)
     base = {f.name: getattr(bundle, f.name) for f in fields(TaskBundle)} | changes
