@@ -24,6 +24,7 @@ from mtrec_utils.workbook.expected import (
     problems,
     read_run,
     rederive,
+    report_bands,
     t_quantile,
 )
 from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, list_notebooks
@@ -127,6 +128,23 @@ def test_cpu_bands_use_the_recorded_std_of_the_longest_matching_stem():
     assert bands["ads_auc"]["kind"] == "assumed" and bands["ads_auc"]["tol"] == pytest.approx(0.03 * 0.8)
 
 
+def test_the_report_notebook_is_banded_from_the_other_bands_and_the_seed_runs():
+    bands = {"03_x": {f"m{i}": {"kind": "exact", "value": i} for i in range(150)}, "04_y": {"a": {}}}
+    runs = [
+        {"04_y": {"ml_u1_rmse_joint": 0.90, "ml_u1_rmse_single": rmse, "m0": 0}}
+        for rmse in (0.95, 0.96, 0.97)
+    ]
+    got = report_bands(bands, runs)
+    assert got["report_num_metrics"] == {"kind": "exact", "value": 151}
+    assert got["report_num_fail"] == {"kind": "at_most", "value": 2}  # ceil(1 % of 151)
+    assert check_one(got["report_num_pass"], 149)[0] and not check_one(got["report_num_pass"], 148)[0]
+    assert check_one(got["report_num_fail"], 2)[0] and not check_one(got["report_num_fail"], 3)[0]
+    # one seed per run: no spread recorded, so no claim is "supported", at every seed
+    assert got["report_num_claims_supported"] == {"kind": "exact", "value": 0}
+    assert got["report_num_claims_checked"]["kind"] == "exact"
+    assert got["report_num_claims_checked"]["value"] >= 1  # the joint-vs-single RMSE claim is measured
+
+
 def test_from_runs_writes_a_file_with_its_provenance(tmp_path, monkeypatch):
     import mtrec_utils.workbook.expected as E
 
@@ -182,7 +200,12 @@ def test_a_merging_derive_keeps_the_provenance_of_the_notebooks_it_did_not_run(t
     ]
     assert main(argv) == 0
     saved = load_expected("cpu")
-    assert set(saved["metrics"]) == {"04_x", "02_building_datasets"}  # merged, nothing lost
+    assert set(saved["metrics"]) == {
+        "04_x",
+        "02_building_datasets",
+        "09_results_report",
+    }  # merged, nothing lost
+    assert saved["metrics"]["09_results_report"]["report_num_metrics"]["value"] == 3  # m, m_std, auc
     tol = prediction_halfwidth(0.01, 3)  # seeds 0.90, 0.92, 0.91: std 0.01
     assert saved["metrics"]["02_building_datasets"]["auc"]["tol"] == pytest.approx(tol)
     assert saved["metrics"]["04_x"] == from_runs  # not re-derived from seed 0 alone

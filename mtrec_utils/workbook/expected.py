@@ -21,6 +21,10 @@ measured runs, never guessed. The rule, at coverage ``COVERAGE`` (99.9 %):
   (``…identity_error``, ``…equivalence_error``, ``gradcheck…``) must stay below an absolute bound;
   a bucket that is empty at some seeds records ``None`` (JSON null), and its band accepts ``None``;
   a bucket with a value at one seed only has no spread to judge by (``seen_once``: any finite number).
+- Notebook 09 records counts about the run it reports on; their bands follow from the other
+  notebooks' bands (:func:`report_bands`): the number of metrics is the fixed set's size, at most
+  ``UNSEEN_FAIL_SHARE`` (1 %) of them may fail (the unseen-seed target), and the claim counts are
+  banded over the committed seed runs like any other metric.
 - Timing metrics (seconds, samples/s, speedups, memory) depend on the machine: their band is a factor
   of ``TIMING_FACTOR`` either way.
 
@@ -44,6 +48,7 @@ import pandas as pd
 
 from mtrec_utils.core.config import PROFILE_NAMES, check_choice
 from mtrec_utils.core.io import REPO_ROOT, atomic_write_json
+from mtrec_utils.workbook.claims import check_claims
 from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, execute, finished, list_notebooks
 
 EXPECTED_DIR = REPO_ROOT / "tests" / "expected"
@@ -52,6 +57,9 @@ COVERAGE = 0.999  # of the prediction interval for one new run
 TIMING_FACTOR = 10.0  # timings measure the machine and its load (make test runs two notebooks at once)
 ASSUMED_REL = 0.03
 CPU_SEEDS = 3  # seeds behind a cpu notebook's recorded mean and _std (Profile.num_seeds at cpu)
+UNSEEN_FAIL_SHARE = 0.01  # metrics of one new run allowed outside their 99.9 % bands (notebook 09's counts)
+REPORT = "09_results_report"
+REPORT_HOW = "report_bands: from the other notebooks' bands and the committed seed runs (rederive)"
 IDENTITY_BOUND = 1e-6  # an identity's error must stay below this (float64 rounding is ~1e-16)
 TIMING = re.compile(
     r"(seconds|per_second|_per_s$|_per_s_|speedup|step_time|_ms$|_ms_|peak_mem|memory|_mib|_mb_|throughput"
@@ -141,6 +149,41 @@ def derive(runs: Sequence[Metrics]) -> dict[str, dict[str, dict]]:
     return out
 
 
+def report_bands(bands: Mapping[str, Mapping], runs: Sequence[Metrics]) -> dict[str, dict]:
+    """Bands of notebook 09's counts, from the other notebooks' ``bands`` and one ``{notebook: metrics}`` per seed.
+
+    09 compares every other notebook's metrics with their bands: a whole run records exactly the banded
+    set (``report_num_metrics`` exact), at most ``ceil(UNSEEN_FAIL_SHARE * n)`` of them may fall outside
+    (``report_num_fail`` at most that, ``report_num_pass`` at least the rest), and the claim counts are
+    what :func:`mtrec_utils.workbook.claims.check_claims` gives on each seed's run, banded by :func:`band`.
+    """
+    n = sum(len(b) for nb, b in bands.items() if nb != REPORT)
+    allowed = math.ceil(UNSEEN_FAIL_SHARE * n)
+    claims = [
+        check_claims({k: v for nb, m in run.items() if nb != REPORT for k, v in m.items()}) for run in runs
+    ]
+    checked = [int((c.verdict != "not measured in this run").sum()) for c in claims]
+    supported = [int((c.verdict == "supported").sum()) for c in claims]
+    return {
+        "report_num_metrics": {"value": n, "kind": "exact"},
+        "report_num_pass": {"value": n - allowed, "kind": "at_least"},
+        "report_num_fail": {"value": allowed, "kind": "at_most"},
+        "report_num_claims_checked": band("report_num_claims_checked", checked),
+        "report_num_claims_supported": band("report_num_claims_supported", supported),
+    }
+
+
+def _report_after_derive(
+    bands: Mapping[str, Mapping], runs: Sequence[Metrics], previous: Mapping[str, Mapping] | None
+) -> dict[str, dict]:
+    """Notebook 09's bands after a derive; a merging one (``--only``) keeps the claim counts it had
+    (its runs hold only the notebooks derived again), the counts of metrics follow the merged bands."""
+    fresh = report_bands(bands, runs)
+    before = (previous or {}).get(REPORT, {})
+    claims = ("report_num_claims_checked", "report_num_claims_supported")
+    return {**fresh, **{k: before[k] for k in claims if k in before}} if previous else fresh
+
+
 def _std_of(name: str, metrics: Mapping[str, object]) -> float | None:
     stems = [k[: -len("_std")] for k in metrics if k.endswith("_std") and name.startswith(k[: -len("_std")])]
     return float(metrics[max(stems, key=len) + "_std"]) if stems else None
@@ -190,6 +233,8 @@ def check_one(entry: Mapping, value: object) -> tuple[bool, str]:
         return True, f"a finite number (seen at one seed only: {expected:.4g}; no spread to judge by)"
     if entry["kind"] == "at_most":
         return abs(number) <= expected, f"|x| <= {expected:.3g}"
+    if entry["kind"] == "at_least":
+        return number >= expected, f">= {expected:.6g}"
     if entry["kind"] in ("timing", "ratio"):
         lo, hi = sorted((expected / entry["factor"], expected * entry["factor"]))
         lo, hi = lo - entry.get("abs", 0.0), hi + entry.get("abs", 0.0)
@@ -261,7 +306,8 @@ def save_expected(
     """
     machine = f"{platform.machine()} {platform.system()}, {_cpus()} CPU cores, no GPU"
     mine = {"how": how, "date": datetime.date.today().isoformat(), "machine": machine, "seeds": list(seeds)}
-    notebooks = {nb: dict((kept or {}).get(nb, mine)) for nb in sorted(metrics)}
+    made = {nb: {**mine, "how": REPORT_HOW} if nb == REPORT else mine for nb in metrics}
+    notebooks = {nb: dict((kept or {}).get(nb, made[nb])) for nb in sorted(metrics)}
     doc = {"profile": profile, **mine, "coverage": COVERAGE, "notebooks": notebooks, "metrics": metrics}
     return atomic_write_json(expected_path(profile), doc)
 
@@ -300,10 +346,15 @@ def rederive(doc: Mapping) -> dict[str, dict[str, dict]]:
     """
     profile, bands = doc["profile"], {}
     for notebook, how in notebook_provenance(doc).items():
+        if notebook == REPORT:
+            continue
         if "from-runs" in how["how"]:
             bands.update(derive_from_recorded_std({notebook: committed_run(profile, 0)[notebook]}))
         else:
             bands.update(derive([{notebook: committed_run(profile, s)[notebook]} for s in how["seeds"]]))
+    base = committed_run(profile, 0)  # cpu: seed folders hold only the notebooks derived from seeds
+    seeds = sorted({0}.union(*(how["seeds"] for how in notebook_provenance(doc).values())))
+    bands[REPORT] = report_bands(bands, [{**base, **committed_run(profile, s)} for s in seeds])
     return bands
 
 
@@ -336,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "rederive":
         doc = load_expected(args.profile)
-        provenance = notebook_provenance(doc)
+        provenance = {nb: how for nb, how in notebook_provenance(doc).items() if nb != REPORT}
         print(save_expected(args.profile, rederive(doc), doc["how"], doc["seeds"], provenance))
         return 0
     if args.command == "derive":
@@ -353,20 +404,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         return 1
             run = read_run(out)
             runs.append({nb: run[nb] for nb in run if args.only is None or nb in wanted})
-        bands, kept = derive(runs), {}
+        bands, kept, previous = derive(runs), {}, None
         seeds = " ".join(map(str, args.seeds))
         how = f"python -m mtrec_utils.workbook.expected derive --profile {args.profile} --seeds {seeds} --output-dir {args.output_dir}"
         if args.only and expected_path(args.profile).exists():  # merge: the other notebooks keep theirs
             previous = load_expected(args.profile)
             kept = {nb: p for nb, p in notebook_provenance(previous).items() if nb not in bands}
             bands, how = {**previous["metrics"], **bands}, f"{how} --only {args.only}"
+            kept.pop(REPORT, None)
+        bands[REPORT] = _report_after_derive(bands, runs, previous["metrics"] if previous else None)
         print(save_expected(args.profile, bands, how, args.seeds, kept))
     else:
         run: dict[str, dict] = {}
         for folder in args.folders:
             run.update(read_run(folder))
         how = f"python -m mtrec_utils.workbook.expected from-runs --profile {args.profile} (one run; tolerances from recorded _std)"
-        print(save_expected(args.profile, derive_from_recorded_std(run), how, [0]))
+        bands = derive_from_recorded_std({nb: m for nb, m in run.items() if nb != REPORT})
+        bands[REPORT] = report_bands(bands, [run])
+        print(save_expected(args.profile, bands, how, [0]))
     return 0
 
 
