@@ -261,11 +261,12 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     "06_case_study_ads": (
         Train("ads", ("ctr", "interest"), runs=3, min_epochs=3, stops_early=False, text="frozen"),
     ),
-    # 07: joint, single rating and single interest on the MovieLens bundle; MF ranking (epochs >= 5).
+    # 07: joint, single rating and single interest on the MovieLens bundle, trained at once (WORKERS);
+    # MF ranking (epochs >= 5).
     "07_case_study_personalization": (
-        Train("movielens", ML3),
-        Train("movielens", ("rating",)),
-        Train("movielens", ("interest",)),
+        Train("movielens", ML3, pooled=True),
+        Train("movielens", ("rating",), pooled=True),
+        Train("movielens", ("interest",), pooled=True),
         Train("mf", ("interest",), min_epochs=5),
     ),
     # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient), one LoRA
