@@ -47,6 +47,7 @@ def test_clothing_splits_sizes_and_labels(splits):
 
 def test_budget_is_shared_and_checked():
     assert budget_for("cpu") == BUDGETS["cpu"] and budget_for("cpu") is not BUDGETS["cpu"]
+    assert budget_for("cpu")["max_test"] is None  # the whole test split; validation stays a slice
     with pytest.raises(ValueError, match="profile='auto'"):
         budget_for("auto")
 

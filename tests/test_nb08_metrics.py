@@ -48,3 +48,15 @@ def test_profile_sweep_and_launch_are_recorded(m):
     assert m["clothing_sweep_best_lr"] in (3e-4, 3e-3) and m["clothing_sweep_best_rank"] in (4, 8)
     assert 0 <= m["clothing_sweep_best_val_auc"] <= 1 and m["clothing_sweep_seconds_per_point"] > 0
     assert m["clothing_launch_samples_per_second_1proc"] > 0
+
+
+@pytest.mark.notebooks
+def test_lora_against_full_over_seeds_is_recorded(m):
+    # smoke: one seed (section 2's runs, reused) on the small test slice; no spread, so no _std
+    assert m["clothing_full_test_reviews"] == 100
+    for mode in ("lora", "full"):
+        assert m[f"clothing_recommended_auc_full_test_{mode}"] == m[f"clothing_recommended_auc_{mode}"]
+        assert f"clothing_recommended_auc_full_test_{mode}_std" not in m
+    diff = m["clothing_recommended_auc_full_test_lora"] - m["clothing_recommended_auc_full_test_full"]
+    assert m["clothing_recommended_auc_full_test_diff_lora_full"] == pytest.approx(diff)
+    assert "clothing_recommended_auc_full_test_diff_lora_full_std" not in m

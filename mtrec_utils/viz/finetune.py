@@ -118,3 +118,47 @@ def plot_sweep(
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+VERDICT_WORDS = {  # check_claims' verdict on "method beats baseline" -> words
+    "supported": "{method} is better than {baseline}",
+    "not supported": "{baseline} is better than {method}",
+    "no clear difference": "no clear difference",
+}
+
+
+def describe_over_seeds(
+    summary: Mapping,
+    verdict: str,
+    method: str = "lora",
+    baseline: str = "full",
+    test_reviews: int | None = None,
+) -> str:
+    """Sentences on ``method`` against ``baseline`` over seeds, ending in ``verdict``.
+
+    Args:
+        summary: from :func:`mtrec_utils.analyses.finetuning.seeds.paired_summary`.
+        verdict: :func:`mtrec_utils.workbook.claims.check_claims`'s verdict on the claim that ``method``
+            beats ``baseline`` (a difference within twice the combined std: no clear difference).
+        method, baseline: the two modes.
+        test_reviews: reviews of the test split the numbers come from.
+    """
+    n, lines = int(summary["num_seeds"]), []
+    where = f" on {test_reviews:,} test reviews" if test_reviews else ""
+    for mode in (method, baseline):
+        seeds = ", ".join(f"{v:.3f}" for v in summary[f"{mode}_per_seed"])
+        spread = f" ± {summary[f'{mode}_std']:.3f}" if n > 1 else ""
+        lines.append(
+            f"{mode}: recommended AUC {summary[f'{mode}_mean']:.3f}{spread}{where} (per seed: {seeds})"
+        )
+    d, d_std = summary["diff_mean"], summary["diff_std"]
+    lines.append(
+        f"{method} - {baseline}, paired by seed: {d:+.3f}"
+        + (f" ± {d_std:.3f} (mean ± std over {n} seeds)" if n > 1 else "")
+    )
+    if n > 1:
+        noise = 2 * float(np.hypot(summary[f"{method}_std"], summary[f"{baseline}_std"]))
+        lines.append(f"Twice the combined std of the two means: {noise:.3f}.")
+    words = VERDICT_WORDS.get(verdict, verdict).format(method=method, baseline=baseline)
+    lines.append(f"Verdict: {words}.")
+    return "\n".join(lines)

@@ -158,16 +158,22 @@ class FinetuneResult:
 def evaluate_clothing(
     model: JointFinetuner, splits: ClothingSplits, part: str, pad_id: int, batch_size: int = 64
 ) -> dict[str, float]:
-    """``{part}_recommended_auc``, ``{part}_rating_rmse``, ``{part}_department_accuracy`` of ``model``."""
+    """``{part}_recommended_auc``, ``{part}_rating_rmse``, ``{part}_department_accuracy`` of ``model``.
+
+    Reviews are batched in order of length, so that a batch pads little (the metrics do not depend on
+    the order).
+    """
     was_training, device = model.training, next(model.parameters()).device
     model.eval()
+    order = sorted(range(len(splits.ids[part])), key=lambda i: len(splits.ids[part][i]))
+    ids, y = [splits.ids[part][i] for i in order], {k: v[order] for k, v in splits.labels[part].items()}
     outs = {k: [] for k in TASKS}
-    for batch in batches(splits.ids[part], splits.labels[part], batch_size, pad_id, None, False):
+    for batch in batches(ids, y, batch_size, pad_id, None, False):
         out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
         for k in TASKS:
             outs[k].append(out[k].float().cpu())
     model.train(was_training)
-    y, p = splits.labels[part], {k: torch.cat(v) for k, v in outs.items()}
+    p = {k: torch.cat(v) for k, v in outs.items()}
     return {
         f"{part}_recommended_auc": auc(y["recommended"].numpy(), p["recommended"].numpy()),
         f"{part}_rating_rmse": rmse(y["rating"].numpy(), p["rating"].numpy()),
