@@ -42,7 +42,7 @@ def test_the_budgets_fit_the_design_limits():
 
 
 def test_budget_lookup_by_stem_file_name_or_number():
-    assert budget_s("04", "cpu") == budget_s("04_joint_training.ipynb", "cpu") == 480
+    assert budget_s("04", "cpu") == budget_s("04_joint_training.ipynb", "cpu") == 347
     assert notebook_stem("notebooks/08_efficient_finetuning_and_scaling.ipynb").startswith("08_")
     with pytest.raises(ValueError, match="notebook='42'"):
         budget_s("42", "cpu")

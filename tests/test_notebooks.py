@@ -18,6 +18,8 @@ IDS = [p.stem for p in NOTEBOOKS]
 def test_workbook_has_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no NN_*.ipynb notebook"
     assert NOTEBOOKS[0].name == "00_setup_and_tour.ipynb"
+    assert NOTEBOOKS[-1].name == "09_results_report.ipynb"  # the report reads the others: it runs last
+    assert [p.name[:2] for p in list_notebooks(NOTEBOOKS_DIR, "09,10")] == ["10", "09"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

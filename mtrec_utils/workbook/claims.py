@@ -58,6 +58,14 @@ CLAIMS = [
           "ml_u1_ndcg10_cold_users_joint", "ml_u1_ndcg10_cold_users_single"),
     Claim("7.3", "parameter-efficient fine-tuning (LoRA) matches full fine-tuning (clothing AUC)",
           "clothing_recommended_auc_lora", "clothing_recommended_auc_full", matches=True),
+    Claim("8.2", "continual learning keeps old knowledge (持续学习): replay forgets less than naive fine-tuning "
+          "(RMSE, time-ordered MovieLens)", "ml_continual_forgetting_replay", "ml_continual_forgetting_naive", False),
+    Claim("8.2", "... and learns each new period as well as retraining from scratch (new-period RMSE, replay)",
+          "ml_continual_new_period_rmse_replay", "ml_continual_new_period_rmse_scratch", False, matches=True),
+    Claim("8.2", "a task description needs fewer labels (提示学习): prompt vs plain head, clothing recommended, k=8",
+          "clothing_fewshot_recommended_prompt_k8", "clothing_fewshot_recommended_head_k8"),
+    Claim("8.3", "augmentation makes the model robust to perturbed reviews (鲁棒性): AUC area vs frozen head",
+          "clothing_perturb_area_augmented", "clothing_perturb_area_frozen"),
 ]  # fmt: skip
 
 

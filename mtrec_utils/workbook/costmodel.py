@@ -175,6 +175,13 @@ _FT_BATCH = {"smoke": 16, "cpu": 16, "gpu": 32}
 _FT_LENGTH = {"smoke": 32, "cpu": 64, "gpu": 128}
 _FT_EVAL = {"smoke": 200, "cpu": 1000, "gpu": 4000}  # val + test reviews evaluated after each run
 _SWEEP = {"smoke": 2, "cpu": 4, "gpu": 6}  # len(workbook.sweep.SWEEP_POINTS[profile])
+_FS_LENGTH = {"smoke": 32, "cpu": 64, "gpu": 128}  # notebook 10's few-shot max_length (FEWSHOT_SIZES)
+# distinct texts encoded: smoke and cpu measured; gpu stated (5 seeds, test samples of 2,000, no pool)
+_FS_TEXTS = {"smoke": 956, "cpu": 11_612, "gpu": 60_000}
+_RB_STEPS, _RB_BATCH = {"smoke": 4, "cpu": 40, "gpu": 250}, {"smoke": 16, "cpu": 16, "gpu": 32}
+_RB_LENGTH = {"smoke": 32, "cpu": 48, "gpu": 128}
+# 2 encoders x test x (1 + 3 x non-zero strengths) + train + augmented copies
+_RB_TEXTS = {"smoke": 2 * 60 * 4 + 2 * 120, "cpu": 2 * 300 * 13 + 2 * 600, "gpu": 2 * 1000 * 13 + 3 * 4000}
 
 WORK_PLAN: dict[str, tuple[Any, ...]] = {
     # 00: loads the data and encodes the item texts (from the embedding cache): overhead only.
@@ -286,6 +293,23 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     ),
     # 09: reads the other notebooks' metrics and draws: overhead only.
     "09_results_report": (),
+    # 10, section 1 (continual learning): 1 + 5 methods x 3 periods of small-model training on frozen
+    # cached embeddings (hidden 64, dim 32, early-stopped per period; scratch retrains on every period
+    # so far), plus the EWC Fisher passes and P x P evaluations. The model is not one of Train's sizes:
+    # a stated estimate, one thread on the calibration machine (cpu: 229 s measured with other jobs on
+    # both cores, so about 120 s idle; gpu: the same runs, small models gain little from a GPU).
+    "10_continual_fewshot_robustness": (
+        Other({"smoke": 6, "cpu": 120, "gpu": 120}),
+        # section 2 (few-shot): every distinct text (prompts, label descriptions, plain examples of the
+        # test samples and of every k-shot set) encoded once, forward only; the softmax-head fits are
+        # small (under 1 s at smoke, stated).
+        EncoderSteps(0, 1, _FS_LENGTH, kind="forward", eval_texts=_FS_TEXTS),
+        Other({"smoke": 1, "cpu": 10, "gpu": 10}),
+        # section 3 (robustness): the LoRA model's steps; forward passes over the clean and perturbed
+        # test reviews (3 perturbations x the non-zero strengths) for the frozen and the LoRA encoder,
+        # the training reviews and the augmented copies (robustness.ROBUSTNESS_SIZES).
+        EncoderSteps(_RB_STEPS, _RB_BATCH, _RB_LENGTH, kind="peft", eval_texts=_RB_TEXTS),
+    ),
 }
 
 
@@ -790,6 +814,7 @@ ONE_THREAD = (
     "06_case_study_ads",
     "07_case_study_personalization",
     "08_efficient_finetuning_and_scaling",
+    "10_continual_fewshot_robustness",
 )
 CALIBRATION_PARALLEL = 2.0  # the calibration machine's 2 cores, idle: the smoke run's encoder bench ran at 2x
 
@@ -816,6 +841,7 @@ CALIBRATION: dict[str, Any] = {
         "07_case_study_personalization": 10.6,
         "08_efficient_finetuning_and_scaling": 9.8,
         "09_results_report": 8.7,
+        "10_continual_fewshot_robustness": 10.0,  # not calibrated: kernel, imports, data and encoder, as 08
     },
 }
 

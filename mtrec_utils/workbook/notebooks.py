@@ -22,6 +22,7 @@ from mtrec_utils.core.record import load_metrics
 REPO = REPO_ROOT
 NOTEBOOKS_DIR = REPO / "notebooks"
 CELL_TIMEOUT_S = 3600  # a single cell running longer than this is taken as hung
+REPORT_PREFIX = "09"  # the results report: executed after every other notebook
 
 
 @dataclass
@@ -38,10 +39,14 @@ class Result:
 def list_notebooks(folder: Path = NOTEBOOKS_DIR, only: str | None = None) -> list[Path]:
     """The notebooks ``NN_*.ipynb`` in ``folder``, in order; ``only="00,04"`` keeps those prefixes.
 
+    The order is by number, except that the report (:data:`REPORT_PREFIX`) comes last: it reads the
+    metrics every other notebook recorded, notebook 10's included.
+
     Raises:
         ValueError: if ``only`` names a prefix with no notebook.
     """
-    notebooks = sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
+    found_all = Path(folder).glob("[0-9][0-9]_*.ipynb")
+    notebooks = sorted(found_all, key=lambda p: (p.name.startswith(REPORT_PREFIX + "_"), p.name))
     if not only:
         return notebooks
     wanted = [w.strip() for w in only.split(",") if w.strip()]
@@ -49,7 +54,7 @@ def list_notebooks(folder: Path = NOTEBOOKS_DIR, only: str | None = None) -> lis
     unknown = [w for w in wanted if w not in found]
     if unknown:
         raise ValueError(f"--only {only!r}: no notebook numbered {unknown}; choose from {sorted(found)}")
-    return [found[w] for w in wanted]
+    return [p for p in notebooks if p.name[:2] in wanted]  # the run order, whatever order `only` lists
 
 
 def parse_value(text: str) -> Any:

@@ -68,6 +68,12 @@ KEY_METRICS: dict[str, tuple[str, ...]] = {
         "clothing_trainable_params_lora",
         "clothing_trainable_params_full",
     ),
+    "10": (
+        "ml_continual_forgetting_naive",
+        "ml_continual_forgetting_replay",
+        "clothing_fewshot_recommended_prompt_k8",
+        "clothing_perturb_area_augmented",
+    ),
 }
 
 
