@@ -105,10 +105,10 @@ class Train:
 
     model: str
     tasks: tuple[str, ...]
-    runs: int = 1
+    runs: PerProfile = 1
     per_seed: bool = False
     max_seeds: int | None = None
-    max_epochs: int | None = None
+    max_epochs: PerProfile | None = None
     min_epochs: int | None = None
     arch: str = "hard"
     schedule: str = "joint"
@@ -173,8 +173,12 @@ CL3 = ("recommended", "rating", "department")
 _FT = {"smoke": 6, "cpu": 100, "gpu": 256}  # notebook 08's steps (data.finetune_data.BUDGETS)
 _FT_BATCH = {"smoke": 16, "cpu": 16, "gpu": 32}
 _FT_LENGTH = {"smoke": 32, "cpu": 64, "gpu": 128}
-_FT_EVAL = {"smoke": 200, "cpu": 1000, "gpu": 4000}  # val + test reviews evaluated after each run
-_SWEEP = {"smoke": 2, "cpu": 4, "gpu": 6}  # len(workbook.sweep.SWEEP_POINTS[profile])
+# val + test reviews evaluated after each run: at cpu and gpu the whole clothing test split (2,349)
+_FT_EVAL = {"smoke": 200, "cpu": 500 + 2_349, "gpu": 2_000 + 2_349}
+_FT_MORE_SEEDS = {"smoke": 0, "cpu": 2, "gpu": 2}  # LoRA and full again at the profile's other seeds
+_SWEEP = {"smoke": 2, "cpu": 4, "gpu": 6}
+_STUDY = {"smoke": 4, "cpu": 16, "gpu": 8}  # notebook 04's NSGA-II trials (training.seesaw.STUDY_SIZES)
+_STUDY_EPOCHS = {"smoke": 1, "cpu": 6, "gpu": 2}  # len(workbook.sweep.SWEEP_POINTS[profile])
 _FS_LENGTH = {"smoke": 32, "cpu": 64, "gpu": 128}  # notebook 10's few-shot max_length (FEWSHOT_SIZES)
 # distinct texts encoded: smoke and cpu measured; gpu stated (5 seeds, test samples of 2,000, no pool)
 _FS_TEXTS = {"smoke": 956, "cpu": 11_612, "gpu": 60_000}
@@ -232,6 +236,17 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         Train("movielens", ML3, arch="mmoe", pooled=True),
         Train("clothing", CL3, arch="mmoe", pooled=True),
         Train("movielens", ML3),
+        # section 9 (the seesaw): the affinity run (in this process); MMoE at the other seeds (SEED's is
+        # section 5's, kept by the memo: counted here once more) and PLE at every seed; the NSGA-II study
+        # (seesaw.STUDY_SIZES: trials of at most 1 / 6 / 2 epochs); the best joint configuration and the
+        # three single-task models at every seed, with history features (a few percent more work per step,
+        # not counted).
+        Train("movielens", ML3),
+        Train("movielens", ML3, arch="mmoe", per_seed=True, pooled=True),
+        Train("movielens", ML3, arch="ple", per_seed=True, pooled=True),
+        Train("movielens", ML3, runs=_STUDY, max_epochs=_STUDY_EPOCHS, pooled=True),
+        Train("movielens", ML3, per_seed=True, pooled=True),
+        *(Train("movielens", (t,), per_seed=True, pooled=True) for t in ML3),
     ),
     # 05 (frozen text throughout, epochs <= MAX_EPOCHS=6, seeds <= MAX_SEEDS=2): the joint embedding
     # space (rating + in-batch interest), 4 fusions + "sum, ID + text" per seed, 4 cold-start models
@@ -276,7 +291,8 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         Train("movielens", ("interest",), pooled=True),
         Train("mf", ("interest",), min_epochs=5),
     ),
-    # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient), one LoRA
+    # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient), LoRA and full
+    # at the other seeds (the full test split), one LoRA
     # per task (3 LoRA passes a step), the profiler (3 modes x 3 steps), the sweep (each point a fresh
     # kernel running LoRA only, one per core at once), the single-process launch (10 LoRA steps).
     "08_efficient_finetuning_and_scaling": (
@@ -284,6 +300,8 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="full", eval_texts=_FT_EVAL),
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=4, eval_texts=_FT_EVAL),
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=3, eval_texts=_FT_EVAL),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=_FT_MORE_SEEDS, eval_texts=_FT_EVAL),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="full", runs=_FT_MORE_SEEDS, eval_texts=_FT_EVAL),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="full"),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="peft"),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="forward"),
@@ -632,7 +650,7 @@ def _sizes(model: str, p: Profile, share: float) -> dict[str, Any]:
 def epochs_run(entry: Train, p: Profile) -> int:
     """Epochs a run of ``entry`` lasts at ``p``: the notebook's bounds, then early stopping."""
     e = p.epochs
-    e = min(e, entry.max_epochs) if entry.max_epochs else e
+    e = min(e, int(at(entry.max_epochs, p.name))) if entry.max_epochs else e
     e = max(e, entry.min_epochs) if entry.min_epochs else e
     stop = STOP_EPOCH.get(p.name) if entry.stops_early else None
     return min(e, stop) if stop else e
@@ -640,7 +658,7 @@ def epochs_run(entry: Train, p: Profile) -> int:
 
 def runs_of(entry: Train, p: Profile) -> int:
     seeds = min(p.num_seeds, entry.max_seeds or p.num_seeds) if entry.per_seed else 1
-    return entry.runs * seeds
+    return int(at(entry.runs, p.name)) * seeds
 
 
 def train_work(entry: Train, p: Profile, cache: FlopCache, encoder: str = DEFAULT_ENCODER) -> Work:
