@@ -36,9 +36,11 @@ METRICS = {
     "ml_genre_purity_joint": 0.76,
     "ml_genre_purity_joint_std": 0.01,
     "clothing_recommended_auc_full": 0.80,
-    "clothing_recommended_auc_full_std": 0.002,
     "clothing_recommended_auc_lora": 0.79,
-    "clothing_recommended_auc_lora_std": 0.002,
+    "clothing_recommended_auc_full_test_full": 0.80,
+    "clothing_recommended_auc_full_test_full_std": 0.002,
+    "clothing_recommended_auc_full_test_lora": 0.79,
+    "clothing_recommended_auc_full_test_lora_std": 0.002,
     "clothing_trainable_params_full": 22_713_216,
     "clothing_trainable_params_lora": 73_728,
     "clothing_step_seconds_full": 0.7,
@@ -62,7 +64,9 @@ def test_claims_get_a_verdict_or_say_they_were_not_measured():
     assert purity.verdict == "not supported" and purity.ours == 0.76
     lora = claims.loc[[c for c in claims.index if "LoRA" in c][0]]
     assert lora.verdict == "not supported"  # "matches": 0.79 vs 0.80 is worse by more than 2 * 0.0028
-    close = report.check_claims({**METRICS, "clothing_recommended_auc_lora": 0.798}).set_index("claim")
+    close = report.check_claims({**METRICS, "clothing_recommended_auc_full_test_lora": 0.798}).set_index(
+        "claim"
+    )
     assert close.loc[lora.name, "verdict"] == "supported"
     one_draw = {k: v for k, v in METRICS.items() if not k.startswith("ml_genre_purity_joint_std")}
     single = report.check_claims(one_draw).set_index("claim")

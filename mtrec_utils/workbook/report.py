@@ -199,11 +199,22 @@ EXTRA_ROWS = [
     ("ads: true NDCG@10, position-naive model", "ads_true_ndcg10_naive"),
     ("u1 coverage@10 of the joint model (notebook 07)", "ml_u1_coverage_at10_joint"),
     (
-        "clothing recommended AUC, LoRA fine-tuning, 500-review test slice (notebook 08)",
+        "clothing recommended AUC, LoRA fine-tuning, one seed's 500-review test slice (notebook 08)",
         "clothing_recommended_auc_lora",
     ),
     ("clothing recommended AUC, full fine-tuning, same slice", "clothing_recommended_auc_full"),
     ("trainable encoder parameters, LoRA r=8 / full", "clothing_trainable_params_lora"),
+    (
+        "continual learning, forgetting in u1 RMSE: naive fine-tuning (notebook 10)",
+        "ml_continual_forgetting_naive",
+    ),
+    ("continual learning, forgetting: experience replay", "ml_continual_forgetting_replay"),
+    ("continual learning, forgetting: EWC", "ml_continual_forgetting_ewc"),
+    ("few labels, clothing recommended AUC at 8 per class: prompt", "clothing_fewshot_recommended_prompt_k8"),
+    ("few labels, the same: plain head on embeddings", "clothing_fewshot_recommended_head_k8"),
+    ("robustness, area under AUC vs perturbation strength: frozen head", "clothing_perturb_area_frozen"),
+    ("robustness, the same: LoRA fine-tuned encoder", "clothing_perturb_area_lora"),
+    ("robustness, the same: trained with augmentation", "clothing_perturb_area_augmented"),
 ]
 
 
