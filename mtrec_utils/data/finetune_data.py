@@ -19,7 +19,7 @@ TASKS = ("recommended", "rating", "department")
 # steps x batch_size = max_train: one pass over the training reviews at cpu and gpu. max_eval reviews of
 # validation (model selection); max_test reviews of test, None = the whole test part (2,349 reviews):
 # evaluation is cheap next to training, and a 500-review slice is too noisy to rank encoder modes.
-BUDGETS = {
+BUDGETS: dict[str, dict[str, int | None]] = {
     "smoke": dict(max_train=300, max_eval=100, max_test=100, max_length=32, steps=6, batch_size=16),
     "cpu": dict(max_train=1600, max_eval=500, max_test=None, max_length=64, steps=100, batch_size=16),
     "gpu": dict(max_train=8192, max_eval=2000, max_test=None, max_length=128, steps=256, batch_size=32),
@@ -28,7 +28,7 @@ BUDGETS = {
 SAME_AS_EVAL = "max_eval"  # clothing_splits(max_test=...) default: as many test reviews as validation
 
 
-def budget_for(profile: str) -> dict:
+def budget_for(profile: str) -> dict[str, int | None]:
     """The shared training budget of ``profile`` (``smoke``, ``cpu`` or ``gpu``), as a new dict."""
     check_choice("profile", profile, tuple(BUDGETS))
     return dict(BUDGETS[profile])
@@ -76,17 +76,22 @@ def clothing_splits(
 
     check_positive("max_train", max_train, integer=True)
     check_positive("max_eval", max_eval, integer=True)
+    test_rows: int | None
     if max_test == SAME_AS_EVAL:
-        max_test = max_eval
-    elif max_test is not None:
-        check_positive("max_test", max_test, integer=True)
+        test_rows = max_eval
+    elif max_test is None or isinstance(max_test, int):
+        test_rows = max_test if max_test is None else check_positive("max_test", max_test, integer=True)
+    else:
+        raise ValueError(
+            f"max_test={max_test!r} is not valid; give a positive integer, None (all) or 'max_eval'"
+        )
     df = load_clothing()
     df["department"] = df["department"].replace("", "(none)")
     departments = sorted(df["department"].unique())
     code = {d: i for i, d in enumerate(departments)}
     parts = clothing_split(df, seed=0)
     out = ClothingSplits({}, {}, {}, departments)
-    for part, n in (("train", max_train), ("val", max_eval), ("test", max_test)):
+    for part, n in (("train", max_train), ("val", max_eval), ("test", test_rows)):
         rows = sample_rows(parts[part], n, generator)
         out.texts[part] = clothing_texts(rows).tolist()
         out.ids[part] = tokenizer(out.texts[part], truncation=True, max_length=max_length)["input_ids"]
