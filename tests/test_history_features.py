@@ -129,15 +129,6 @@ def test_bundle_history_holds_the_training_items_and_no_validation_or_test_item(
     assert torch.equal(plain.generator.get_state(), bundle.generator.get_state())
 
 
-@pytest.fixture
-def one_thread():
-    """These small models train fastest on one thread (and a busy machine does not slow them down)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_bundle_with_history_trains_fresh_towers_and_refuses_fusion(tiny_bundles, one_thread):
     _, bundle = tiny_bundles
     first, second = bundle.make_towers(), bundle.make_towers()

@@ -22,15 +22,6 @@ SETTINGS = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    """Workers train with one thread: so does the serial reference (as in the notebooks)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def rng_fingerprint(bundle) -> tuple:
     """Draws from every random generator a run uses (and moves them on)."""
     return (

@@ -8,7 +8,6 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mtrec_utils.core.config import resolve_profile, set_seed
 from mtrec_utils.training.bundles import movielens_bundle
@@ -147,15 +146,6 @@ def test_trials_frame_marks_optunas_pareto_front_and_the_plot_highlights_it():
     import matplotlib.pyplot as plt
 
     plt.close("all")
-
-
-@pytest.fixture
-def one_thread():
-    """Workers train with one thread: so does the serial reference."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
