@@ -294,6 +294,29 @@ def test_a_stored_study_is_reused_for_the_same_key_and_rerun_for_another(tmp_pat
         seesaw.cached_study(tmp_path, "ml", "a" * 64, run, mode="always")
 
 
+def test_a_study_shipped_in_a_read_only_folder_is_reused_and_never_rewritten(tmp_path):
+    shipped, out = tmp_path / "shipped", tmp_path / "out"
+    run = Counter()
+    seesaw.cached_study(shipped, "ml", "a" * 64, run)  # as committed with the code
+    shipped.chmod(0o555)
+    try:
+        frame, status = seesaw.cached_study(out, "ml", "a" * 64, run, stored=[tmp_path / "none", shipped])
+        assert status == f"reused from {shipped}" and run.calls == 1 and not out.exists()
+        pd.testing.assert_frame_equal(frame, fake_study(), check_dtype=False)
+        # another key: the shipped study is not used; the new one is written to `folder`, not there
+        assert seesaw.cached_study(out, "ml", "b" * 64, run, stored=[shipped])[1] == "ran"
+        assert run.calls == 2 and [f.name for f in out.iterdir()] == [f"ml-{'b' * 16}.csv"]
+        # mode="run" ignores what is shipped
+        assert seesaw.cached_study(out, "ml", "a" * 64, run, mode="run", stored=[shipped])[1] == "ran"
+    finally:
+        shipped.chmod(0o755)
+
+
+def test_the_shipped_study_folder_is_per_profile():
+    assert seesaw.stored_study_folder("cpu").parts[-4:] == ("results", "cpu", "seesaw", "tuning")
+    assert seesaw.stored_study_folder("smoke").parts[-3] == "smoke"
+
+
 @pytest.mark.parametrize(
     "damage",
     [

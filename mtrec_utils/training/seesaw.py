@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from mtrec_utils.core.config import Profile, check_choice, check_positive, resolve_profile
-from mtrec_utils.core.io import atomic_write_text
+from mtrec_utils.core.io import REPO_ROOT, atomic_write_text
 from mtrec_utils.models.sharing import build_model
 from mtrec_utils.training.bundles import TaskBundle
 from mtrec_utils.training.experiments import RunResult, summarize
@@ -374,8 +374,22 @@ def load_study(path: str | Path, key: str) -> pd.DataFrame | None:
     return frame
 
 
+def stored_study_folder(profile: str | Profile) -> Path:
+    """Where the repository keeps the studies it ships for ``profile``: ``results/<profile>/seesaw/tuning``.
+
+    A study there was run by notebook 04 at that profile and committed with the code it came from; a
+    fresh clone reuses it (read-only) while its key still matches, so the notebook fits its time budget.
+    """
+    return REPO_ROOT / "results" / resolve_profile(profile).name / "seesaw" / "tuning"
+
+
 def cached_study(
-    folder: str | Path, name: str, key: str, run: Callable[[], pd.DataFrame], mode: str = "auto"
+    folder: str | Path,
+    name: str,
+    key: str,
+    run: Callable[[], pd.DataFrame],
+    mode: str = "auto",
+    stored: Sequence[str | Path] = (),
 ) -> tuple[pd.DataFrame | None, str]:
     """A study's trials, reused from ``folder/<name>-<key[:16]>.csv`` or run and stored; and what happened.
 
@@ -386,16 +400,24 @@ def cached_study(
         run: runs the study and returns its trials table (:func:`~mtrec_utils.training.tuning.tune`).
         mode: ``"auto"`` (reuse a stored study with this key, else run it), ``"run"`` (always run and
             store) or ``"skip"`` (no study: returns None).
+        stored: further folders searched after ``folder`` in ``"auto"`` mode, read-only (e.g.
+            :func:`stored_study_folder`): a study found there is reused, never rewritten.
 
     Returns:
-        ``(frame or None, status)`` with status ``"reused"``, ``"ran"`` or ``"skipped"``.
+        ``(frame or None, status)`` with status ``"reused"``, ``"reused from <folder>"``, ``"ran"`` or
+        ``"skipped"``.
     """
     check_choice("TUNE", mode, TUNE_MODES)
     if mode == "skip":
         return None, "skipped"
-    path = Path(folder) / f"{name}-{key[:16]}.csv"
-    if mode == "auto" and (frame := load_study(path, key)) is not None:
-        return frame, "reused"
+    file = f"{name}-{key[:16]}.csv"
+    path = Path(folder) / file
+    if mode == "auto":
+        if (frame := load_study(path, key)) is not None:
+            return frame, "reused"
+        for other in stored:
+            if (Path(other) / file).exists() and (frame := load_study(Path(other) / file, key)) is not None:
+                return frame, f"reused from {other}"
     frame = run()
     save_study(path, frame, key)
     return frame, "ran"
@@ -411,13 +433,15 @@ def run_study(
     workers: int = 1,
     mode: str = "auto",
     space: SearchSpace | None = None,
+    stored: Sequence[str | Path] = (),
     **common,
 ) -> tuple[pd.DataFrame | None, str]:
     """:func:`~mtrec_utils.training.tuning.tune` sized by :func:`study_size`, through :func:`cached_study`.
 
     The sampler and every trial's run use ``seed``; ``common`` are further run_experiment arguments
     (``arch``, ``device`` ...; the study's epochs and patience come from its size). ``workers`` is
-    not in the key: the trials do not depend on it.
+    not in the key: the trials do not depend on it. ``stored``: read-only folders also searched (see
+    :func:`cached_study`), e.g. ``[stored_study_folder(profile)]``.
     """
     size, space = study_size(profile), space or SearchSpace()
     common = {**common, "epochs": size.epochs, "patience": size.patience}
@@ -427,7 +451,7 @@ def run_study(
         return tune(bundle, task_names, size.n_trials, workers=workers, seed=seed, run_seed=seed, space=space,
                     population_size=size.population_size, **common)  # fmt: skip
 
-    return cached_study(folder, f"{bundle.name}_study", key, run, mode)
+    return cached_study(folder, f"{bundle.name}_study", key, run, mode, stored)
 
 
 def chosen_settings(
