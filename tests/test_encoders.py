@@ -209,3 +209,33 @@ def test_unreachable_hub_name_suggests_the_bundled_model(monkeypatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="offline mode.*bundled-minilm.*tiny-random.*use 'bundled-minilm'"):
         load_encoder("no-such-org/no-such-model-xyz", device="cpu")
+
+
+def test_encoding_uses_every_core_then_restores_the_notebooks_thread_count(
+    tiny: Encoder, tmp_path, monkeypatch
+) -> None:
+    import mtrec_utils.models.encoders as enc
+
+    seen = []
+    forward = tiny.model.forward
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny.model, "forward", spy)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(enc.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a notebook's CPU_THREADS = 1 does
+    try:
+        one = encode_texts(tiny, ["a short text", "another one"], cache_dir=tmp_path, progress=False)
+        assert seen and set(seen) == {2} and torch.get_num_threads() == 1
+        # a worker process of one thread (OMP_NUM_THREADS=1) keeps its one thread
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert enc.encoding_threads() == 1
+        seen.clear()
+        again = encode_texts(tiny, ["a short text", "another one"], use_cache=False, progress=False)
+        assert set(seen) == {1} and torch.equal(one, again)
+    finally:
+        torch.set_num_threads(before)

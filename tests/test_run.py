@@ -159,3 +159,36 @@ def test_the_console_shows_the_runners_lines_only(workbook, tmp_path, capfd):
     assert "progress: 1/1 notebooks in " in captured.out
     summary = json.loads((out / "summary.json").read_text())
     assert summary[0]["profile"] == "smoke" and summary[0]["predicted_s"] is None
+
+
+NOISY = """import os
+from mtrec_utils.core.record import record, start_run
+start_run("00_noisy", profile=PROFILE, output_dir=OUTPUT_DIR)
+os.write(2, b"USDT:profiler_start from C code\\n")  # as PyTorch's profiler writes, below Python
+record("ml100k_num_ratings", 7)"""
+DYING = """import os
+os.write(2, b"last words of a dying kernel\\n")
+os._exit(3)"""
+
+
+def test_kernel_stderr_goes_to_a_log_not_the_console_and_a_failure_quotes_it(tmp_path, capfd):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_noisy.ipynb", NOISY)
+    write_notebook(folder / "01_dying.ipynb", DYING)
+    out = tmp_path / "out"
+    argv = ["--profile", "smoke", "--notebooks-dir", str(folder), "--output-dir", str(out), "--keep-going"]
+    assert main(argv) == 1
+    captured = capfd.readouterr()
+    console = captured.out + captured.err
+    assert "profiler_start" not in console  # the noisy kernel's C-level line is in its log only
+    assert "USDT:profiler_start from C code" in (out / "logs" / "00_noisy.stderr.txt").read_text()
+    assert "00_noisy | ok" in captured.out and "ml100k_num_ratings=7" in captured.out
+    # the dead kernel's last words are quoted in the failure, with the log's path
+    assert "FAILED: 01_dying.ipynb" in captured.err
+    assert "last lines of the kernel's stderr" in captured.err and "last words of a dying kernel" in captured.err
+    # the runner's own standard error works again afterwards
+    import sys
+
+    print("after the run", file=sys.stderr)
+    assert "after the run" in capfd.readouterr().err

@@ -224,16 +224,33 @@ def _write_cache(path: Path, store: dict[bytes, torch.Tensor], encoder: Encoder,
     atomic_write_bytes(path, safetensors.torch.save({"keys": keys, "embeddings": emb}, metadata=meta))
 
 
+def encoding_threads() -> int:
+    """CPU threads for encoding: ``OMP_NUM_THREADS`` when set (a worker process of one thread sets it),
+    else every core this process may use."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _encode_unique(
     encoder: Encoder, texts: list[str], batch_size: int, max_length: int, progress: bool
 ) -> list[torch.Tensor]:
-    """Encode distinct texts, longest first, so each batch holds texts of similar length."""
+    """Encode distinct texts, longest first, so each batch holds texts of similar length.
+
+    On a CPU the encoder runs on :func:`encoding_threads` threads, even where the notebook set fewer
+    for its small models (``CPU_THREADS = 1``): a cold cache's MiniLM passes are large matrix products
+    that scale with cores. The thread count is restored afterwards.
+    """
     ids = encoder.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]  # tokenised once
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
     was_training = encoder.model.training
     encoder.model.eval()
     bar = tqdm(total=len(texts), desc=f"encoding ({encoder.name})", unit="text", disable=not progress)
+    threads = torch.get_num_threads()
+    if torch.device(encoder.device).type == "cpu":
+        torch.set_num_threads(max(threads, encoding_threads()))
     try:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
@@ -249,6 +266,7 @@ def _encode_unique(
     finally:
         bar.close()
         encoder.model.train(was_training)
+        torch.set_num_threads(threads)
     return out
 
 

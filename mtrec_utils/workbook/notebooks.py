@@ -10,7 +10,11 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +150,39 @@ def quiet_kernel_arguments(kernel: str) -> list[str]:
     return ["--IPKernelApp.log_level=ERROR"] if any("ipykernel" in a for a in argv) else []
 
 
+@contextmanager
+def stderr_to(path: Path) -> Iterator[Path]:
+    """Send this process's standard error (file descriptor 2) to ``path`` while the block runs.
+
+    A kernel started inside the block inherits it, and so do the worker processes it starts: their
+    C-level lines (PyTorch's profiler prints ``USDT ... profiler_start`` for every profiled block, a
+    crashing kernel its last words) land in ``path`` instead of between the runner's progress lines.
+    The file is written anew for each execution; descriptor 2 is restored afterwards, also on errors.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield path
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def stderr_tail(path: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a kernel's stderr log, or ``""`` if it is missing or empty."""
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def execute(
     notebook: Path,
     output_dir: Path,
@@ -158,7 +195,10 @@ def execute(
     """Execute one notebook with papermill; never raises for a failing notebook, returns a Result.
 
     ``cell_timeout`` (seconds) ends a cell that hangs, so a stuck kernel fails the run instead of
-    blocking it forever; ``None`` waits without limit.
+    blocking it forever; ``None`` waits without limit. Without ``progress`` (as the runner executes),
+    the kernel's own standard error (not its cells' output, which the executed notebook keeps) goes to
+    ``OUTPUT_DIR/logs/<notebook>.stderr.txt`` and a failed run's error ends with its last lines; with
+    ``progress``, papermill's progress bar and the kernel's stderr share the console.
     """
     import papermill as pm
 
@@ -166,21 +206,25 @@ def execute(
     executed = output_dir / "notebooks" / notebook.name
     executed.parent.mkdir(parents=True, exist_ok=True)
     params = {**params, "OUTPUT_DIR": str(output_dir.resolve())}
+    log = output_dir / "logs" / f"{notebook.stem}.stderr.txt"
     start = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(notebook),
-            str(executed),
-            parameters=params,
-            kernel_name=kernel,
-            cwd=str(notebook.parent),
-            progress_bar=progress,
-            execution_timeout=cell_timeout,
-            extra_arguments=quiet_kernel_arguments(kernel),
-        )
+        with nullcontext() if progress else stderr_to(log):  # papermill's progress bar is on stderr
+            pm.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=params,
+                kernel_name=kernel,
+                cwd=str(notebook.parent),
+                progress_bar=progress,
+                execution_timeout=cell_timeout,
+                extra_arguments=quiet_kernel_arguments(kernel),
+            )
         status, error = "ok", ""
     except Exception as exc:  # papermill raises PapermillExecutionError, kernels may die otherwise
         status, error = "failed", describe_failure(exc, executed)
+        if tail := stderr_tail(log):
+            error += f"\nlast lines of the kernel's stderr ({log}):\n{tail}"
     seconds = time.perf_counter() - start
     metrics_file = output_dir / "metrics" / f"{notebook.stem}.json"
     metrics = load_metrics(metrics_file)["metrics"] if metrics_file.exists() else {}
