@@ -186,7 +186,9 @@ def test_kernel_stderr_goes_to_a_log_not_the_console_and_a_failure_quotes_it(tmp
     assert "00_noisy | ok" in captured.out and "ml100k_num_ratings=7" in captured.out
     # the dead kernel's last words are quoted in the failure, with the log's path
     assert "FAILED: 01_dying.ipynb" in captured.err
-    assert "last lines of the kernel's stderr" in captured.err and "last words of a dying kernel" in captured.err
+    assert (
+        "last lines of the kernel's stderr" in captured.err and "last words of a dying kernel" in captured.err
+    )
     # the runner's own standard error works again afterwards
     import sys
 
