@@ -41,12 +41,10 @@ LIMITS_S: dict[str, dict[str, float | None]] = {
 }
 
 # Seconds per notebook and profile.
-# - smoke: 300 s split by each notebook's share of the measured smoke run of 2026-11-30 (393 s in all:
-#   00 9.3, 01 8.5, 02 18.3, 03 30.5, 04 77.4, 05 38.3, 06 69.4, 07 23.1, 08 109.9, 09 8.7 s on 2 cores),
-#   so the workbook as it stands is about 30% over its smoke budget. Notebook 10 (added later) gets 40 s:
-#   it ran in 87 s with other jobs keeping both cores busy (load average 10), about 35-45 s on an idle
-#   machine by estimate (the cost model: 47 s on the calibration machine). The other smoke budgets were scaled by
-#   260/300 to make room (rounded, so that all of them still add up to 300).
+# - smoke: 300 s split by each notebook's share of the whole-workbook smoke run of 2026-11-30 on the idle
+#   2-core machine (`python -m mtrec_utils.run --profile smoke`, 290 s in all: 00 9.1, 01 11.9, 02 21.7,
+#   03 20.9, 04 67.2, 05 30.1, 06 29.1, 07 15.1, 08 57.8, 10 21.1, 09 5.8 s), scaled by 300/290 and rounded
+#   so that they add up to 300: each notebook has about 3% of headroom over that run.
 # - cpu: 1,800 s split by each notebook's share of the measured cpu times (README "Profiles"), with a
 #   floor of 30 s (kernel start, imports, data) and the 480 s cap; 04 and 08 take most of it. Notebook
 #   10 (added later) gets the cap, 480 s, for its three sections at one thread (continual learning on
@@ -57,17 +55,17 @@ LIMITS_S: dict[str, dict[str, float | None]] = {
 # - gpu: DESIGN.md sets only the per-notebook limit, so every notebook gets it.
 BUDGETS_S: dict[str, dict[str, float]] = {
     "smoke": {
-        "00_setup_and_tour": 6,
-        "01_joint_loss_and_gradients": 5,
-        "02_building_datasets": 12,
-        "03_single_task_baselines": 20,
-        "04_joint_training": 51,
-        "05_joint_embedding_and_fusion": 25,
-        "06_case_study_ads": 46,
+        "00_setup_and_tour": 9,
+        "01_joint_loss_and_gradients": 12,
+        "02_building_datasets": 22,
+        "03_single_task_baselines": 22,
+        "04_joint_training": 70,
+        "05_joint_embedding_and_fusion": 31,
+        "06_case_study_ads": 30,
         "07_case_study_personalization": 16,
-        "08_efficient_finetuning_and_scaling": 73,
+        "08_efficient_finetuning_and_scaling": 60,
         "09_results_report": 6,
-        "10_continual_fewshot_robustness": 40,
+        "10_continual_fewshot_robustness": 22,
     },
     "cpu": {
         "00_setup_and_tour": 30,
