@@ -205,3 +205,29 @@ def test_the_readme_table_shows_predicted_budget_and_measured_minutes():
     table = markdown_budgets(report).splitlines()
     assert table[2] == "| 00_a | 1.0 / 2.0 / 1.5 |" and table[3] == "| 01_b | 0.5 / 1.0 / - |"
     assert table[-1] == "| **all** | 1.5 / 3.0 / - |"  # a total only where every notebook has a value
+
+
+def test_a_shipped_study_is_current_only_for_the_code_it_was_run_with(tmp_path, monkeypatch):
+    from mtrec_utils.training import seesaw
+
+    assert not cm.shipped_study_current("cpu", tmp_path)  # nothing shipped
+    (tmp_path / cm.SHIPPED_FINGERPRINT).write_text(seesaw.code_fingerprint() + "\n")
+    assert cm.shipped_study_current("cpu", tmp_path)
+    monkeypatch.setattr(seesaw, "code_fingerprint", lambda: "f" * 64)  # the package changed since
+    assert not cm.shipped_study_current("cpu", tmp_path)
+
+
+def test_the_study_runs_are_counted_only_when_no_current_study_is_shipped(monkeypatch):
+    study = next(e for e in cm.WORK_PLAN["04_joint_training"] if getattr(e, "unless_shipped", False))
+    cpu = PROFILES["cpu"]
+    monkeypatch.setattr(cm, "shipped_study_current", lambda profile, folder=None: False)
+    assert cm.runs_of(study, cpu) == 16
+    monkeypatch.setattr(cm, "shipped_study_current", lambda profile, folder=None: profile == "cpu")
+    assert cm.runs_of(study, cpu) == 0 and cm.runs_of(study, PROFILES["smoke"]) == 4
+
+
+def test_the_study_shipped_for_cpu_was_run_with_this_code():
+    """Notebook 04 at cpu fits its time only by reusing results/cpu/seesaw/tuning: a change to a module the
+    study runs makes it stale. Rerun notebook 04 at cpu, ship its OUTPUT_DIR/tuning study and write
+    code_fingerprint.txt (results/cpu/seesaw/README.md says how)."""
+    assert cm.shipped_study_current("cpu"), "the study shipped in results/cpu/seesaw/tuning is stale"

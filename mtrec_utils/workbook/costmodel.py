@@ -101,6 +101,9 @@ class Train:
         stops_early: early stopping ends the runs after :data:`STOP_EPOCH` epochs.
         pooled: the runs are trained several at once, one process per core (``run_experiments``
             with ``workers``): on a CPU their time divides by the cores.
+        unless_shipped: the runs of notebook 04's tuning study, which a fresh clone reuses from
+            ``results/<profile>/seesaw/tuning`` while the code is the one it was run with
+            (:func:`shipped_study_current`): then they are not counted.
     """
 
     model: str
@@ -117,6 +120,7 @@ class Train:
     text: str | None = None
     stops_early: bool = True
     pooled: bool = False
+    unless_shipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,13 +242,14 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         Train("movielens", ML3),
         # section 9 (the seesaw): the affinity run (in this process); MMoE at the other seeds (SEED's is
         # section 5's, kept by the memo: counted here once more) and PLE at every seed; the NSGA-II study
-        # (seesaw.STUDY_SIZES: trials of at most 1 / 6 / 2 epochs); the best joint configuration and the
+        # (seesaw.STUDY_SIZES: trials of at most 1 / 6 / 2 epochs; not counted where a study shipped with the
+        # current code is reused); the best joint configuration and the
         # three single-task models at every seed, with history features (a few percent more work per step,
         # not counted).
         Train("movielens", ML3),
         Train("movielens", ML3, arch="mmoe", per_seed=True, pooled=True),
         Train("movielens", ML3, arch="ple", per_seed=True, pooled=True),
-        Train("movielens", ML3, runs=_STUDY, max_epochs=_STUDY_EPOCHS, pooled=True),
+        Train("movielens", ML3, runs=_STUDY, max_epochs=_STUDY_EPOCHS, pooled=True, unless_shipped=True),
         Train("movielens", ML3, per_seed=True, pooled=True),
         *(Train("movielens", (t,), per_seed=True, pooled=True) for t in ML3),
     ),
@@ -656,7 +661,29 @@ def epochs_run(entry: Train, p: Profile) -> int:
     return min(e, stop) if stop else e
 
 
+SHIPPED_FINGERPRINT = "code_fingerprint.txt"  # beside a shipped study: the code it was run with
+
+
+def shipped_study_current(profile: str, folder: str | os.PathLike | None = None) -> bool:
+    """Whether the tuning study shipped for ``profile`` was run with the package code as it is now.
+
+    ``folder`` (default ``results/<profile>/seesaw/tuning``) holds the study and ``code_fingerprint.txt``,
+    :func:`mtrec_utils.training.seesaw.code_fingerprint` when it was run. Notebook 04 reuses the study
+    only if its whole key (code, data, settings) matches; this checks the code, the part a change to the
+    package breaks (the data and settings are the notebook's own at that profile).
+    """
+    from mtrec_utils.training.seesaw import code_fingerprint
+
+    path = Path(folder or REPO_ROOT / "results" / profile / "seesaw" / "tuning") / SHIPPED_FINGERPRINT
+    try:
+        return path.read_text().strip() == code_fingerprint()
+    except OSError:
+        return False
+
+
 def runs_of(entry: Train, p: Profile) -> int:
+    if entry.unless_shipped and shipped_study_current(p.name):
+        return 0
     seeds = min(p.num_seeds, entry.max_seeds or p.num_seeds) if entry.per_seed else 1
     return int(at(entry.runs, p.name)) * seeds
 
