@@ -67,3 +67,46 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# --- a timeline of the test run: which test ran when, on which xdist worker -------------------------
+# Written to outputs/test-timeline/<worker>.jsonl (git-ignored), one line per test: its node id, the
+# worker, and wall-clock start and end. `make test` is budgeted (README); the timeline shows where a
+# run's time goes, including a worker that waits for another's notebook execution (tests/nbexec.py).
+TIMELINE = Path(__file__).resolve().parents[1] / "outputs" / "test-timeline"
+_started: dict[str, float] = {}
+_controller = False  # the xdist controller sees every test's start and end too: the workers write
+
+
+def pytest_configure(config) -> None:
+    global _controller
+    _controller = (
+        bool(getattr(config.option, "numprocesses", None)) and "PYTEST_XDIST_WORKER" not in os.environ
+    )
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def pytest_sessionstart(session) -> None:
+    if not _controller:
+        (TIMELINE / f"{_worker()}.jsonl").unlink(missing_ok=True)
+
+
+def pytest_runtest_logstart(nodeid, location) -> None:
+    import time
+
+    _started[nodeid] = time.time()
+
+
+def pytest_runtest_logfinish(nodeid, location) -> None:
+    import json
+    import time
+
+    if _controller:
+        return
+    TIMELINE.mkdir(parents=True, exist_ok=True)
+    line = {"test": nodeid, "worker": _worker(), "start": _started.pop(nodeid, None), "end": time.time()}
+    with open(TIMELINE / f"{_worker()}.jsonl", "a") as f:
+        f.write(json.dumps(line) + "\n")
