@@ -197,7 +197,10 @@ EXTRA_ROWS = [
     ("u1 rating RMSE, Surprise SVD run here (notebook 03)", "ml_u1_rmse_surprise_svd"),
     ("ads: true NDCG@10 of re-ranked slates, PAL-debiased (notebook 06)", "ads_true_ndcg10_debiased"),
     ("ads: true NDCG@10, position-naive model", "ads_true_ndcg10_naive"),
-    ("the seesaw (notebook 04, section 9): u1 rating RMSE, best joint configuration", "ml_u1_rmse_best_joint"),
+    (
+        "the seesaw (notebook 04, section 9): u1 rating RMSE, best joint configuration",
+        "ml_u1_rmse_best_joint",
+    ),
     ("... single-task, the same features (history)", "ml_u1_rmse_best_single"),
     ("... u1 like AUC, best joint configuration", "ml_u1_like_auc_best_joint"),
     ("... single-task", "ml_u1_like_auc_best_single"),
