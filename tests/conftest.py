@@ -11,6 +11,13 @@ import torch
 
 from mtrec_utils.data import fetch, load_clothing, load_movielens
 
+# Under pytest-xdist with several workers, every notebook kernel and subprocess a test starts gets one
+# thread (they inherit this environment): two workers that each start a kernel encoding texts on every
+# core would put 4 threads on 2 cores, and OpenMP threads that share cores slow each other down many times.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 def copy_data_root(src: Path, dst: Path, tables: bool = True) -> Path:
     """Copy a data folder: the pinned wheel (hard link when possible) and, if ``tables``, the cached tables."""

@@ -194,3 +194,31 @@ def test_kernel_stderr_goes_to_a_log_not_the_console_and_a_failure_quotes_it(tmp
 
     print("after the run", file=sys.stderr)
     assert "after the run" in capfd.readouterr().err
+
+
+def test_executions_in_threads_leave_the_process_stderr_alone(tmp_path, capfd):
+    """A sweep executes notebooks at once in threads: descriptor 2 is the process's, so only the main
+    thread redirects it; afterwards the process's stderr still works."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mtrec_utils.workbook.notebooks import execute, redirect_stderr
+
+    assert redirect_stderr(progress=False) and not redirect_stderr(progress=True)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_noisy.ipynb", NOISY)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert not pool.submit(redirect_stderr, False).result()
+        results = list(
+            pool.map(
+                lambda i: execute(
+                    folder / "00_noisy.ipynb", tmp_path / f"out{i}", {"PROFILE": "smoke"}, progress=False
+                ),
+                range(2),
+            )
+        )
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert not (tmp_path / "out0" / "logs").exists()  # no redirection from a thread
+    print("stderr still works", file=sys.stderr)
+    assert "stderr still works" in capfd.readouterr().err

@@ -12,6 +12,7 @@ import difflib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -174,6 +175,14 @@ def stderr_to(path: Path) -> Iterator[Path]:
         os.close(saved)
 
 
+def redirect_stderr(progress: bool) -> bool:
+    """Whether :func:`execute` sends the kernel's stderr to a log: not with papermill's progress bar (it is
+    drawn on stderr), and only from the main thread. Descriptor 2 belongs to the whole process, so
+    executions running at once in threads (a sweep's points) leave it alone: their kernels inherit the
+    caller's stderr, which the runner has already sent to the calling notebook's log."""
+    return not progress and threading.current_thread() is threading.main_thread()
+
+
 def stderr_tail(path: Path, lines: int = 20) -> str:
     """The last ``lines`` lines of a kernel's stderr log, or ``""`` if it is missing or empty."""
     try:
@@ -195,8 +204,8 @@ def execute(
     """Execute one notebook with papermill; never raises for a failing notebook, returns a Result.
 
     ``cell_timeout`` (seconds) ends a cell that hangs, so a stuck kernel fails the run instead of
-    blocking it forever; ``None`` waits without limit. Without ``progress`` (as the runner executes),
-    the kernel's own standard error (not its cells' output, which the executed notebook keeps) goes to
+    blocking it forever; ``None`` waits without limit. Without ``progress`` (as the runner executes) and
+    from the main thread (:func:`redirect_stderr`), the kernel's own standard error (not its cells' output, which the executed notebook keeps) goes to
     ``OUTPUT_DIR/logs/<notebook>.stderr.txt`` and a failed run's error ends with its last lines; with
     ``progress``, papermill's progress bar and the kernel's stderr share the console.
     """
@@ -209,7 +218,7 @@ def execute(
     log = output_dir / "logs" / f"{notebook.stem}.stderr.txt"
     start = time.perf_counter()
     try:
-        with nullcontext() if progress else stderr_to(log):  # papermill's progress bar is on stderr
+        with stderr_to(log) if redirect_stderr(progress) else nullcontext():
             pm.execute_notebook(
                 str(notebook),
                 str(executed),
