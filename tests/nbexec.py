@@ -9,12 +9,14 @@ with its :class:`Result` for this test run; the others wait for the lock and rea
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 from filelock import FileLock
 
 from mtrec_utils.core.io import atomic_write_json
+from mtrec_utils.workbook.expected import is_timing
 from mtrec_utils.workbook.notebooks import NOTEBOOKS_DIR, REPO, Result, execute, list_notebooks
 
 OUTPUT_DIR = REPO / "outputs" / "test-smoke"
@@ -51,3 +53,21 @@ def metrics_of(prefix: str) -> dict:
     result = executed(prefix)
     assert result.status == "ok", f"{result.notebook} failed at smoke:\n{result.error}"
     return result.metrics
+
+
+def same_seed_differences(first: dict, again: dict, ignore: frozenset[str] = frozenset()) -> dict:
+    """Metrics that differ between two executions of one notebook with the same seed, as {name: (first, again)}.
+
+    Timing metrics (seconds, samples/s, memory) measure the machine and are left out, and so are the names in
+    ``ignore`` (a run the second execution changes on purpose). A name recorded by one execution only
+    differs (its value on the other side is ``"missing"``); ``NaN`` equals ``NaN`` (an empty bucket).
+    """
+    differ = {}
+    for name in (set(first) | set(again)) - ignore:
+        if is_timing(name):
+            continue
+        a, b = first.get(name, "missing"), again.get(name, "missing")
+        both_nan = all(isinstance(v, float) and math.isnan(v) for v in (a, b))
+        if a != b and not both_nan:
+            differ[name] = (a, b)
+    return differ

@@ -13,10 +13,27 @@ from pathlib import Path
 import nbformat
 import pytest
 from labdriver import CHROMIUM, CHROMIUM_ARGS, browser_missing, lab_server, open_and_run_all
+from nbexec import metrics_of, same_seed_differences
+
+from mtrec_utils.core.record import load_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "outputs" / "screenshots"
 pytestmark = pytest.mark.browser
+# Notebook 04's watched run (section 6) is the one the interrupt stops early: its best epoch changes.
+INTERRUPTED_RUN = frozenset({"ml_u1_best_epoch_joint"})
+
+
+def lab_metrics(folder: Path, name: str) -> dict:
+    """The metrics that notebook ``name``, run in JupyterLab by :func:`notebook_in_lab`, recorded."""
+    return load_metrics(folder / "outputs" / "metrics" / f"{Path(name).stem}.json")["metrics"]
+
+
+def assert_same_as_papermill(folder: Path, name: str, ignore: frozenset[str] = frozenset()) -> None:
+    """The JupyterLab execution is the notebook's second run with seed 0 (see tests/test_determinism.py):
+    it records the metrics of the papermill execution that the notebook tests share, timings aside."""
+    differ = same_seed_differences(metrics_of(name[:2]), lab_metrics(folder, name), ignore)
+    assert not differ, f"{len(differ)} metrics differ between papermill and JupyterLab with seed 0: {differ}"
 
 
 def smoke_copy(name: str, folder: Path) -> Path:
@@ -95,6 +112,7 @@ def test_nb01_weight_slider_moves_the_point(browser, tmp_path):
         after_value = readout.inner_text()
         page.locator(".widget-vbox").first.screenshot(path=str(SCREENSHOTS / "01_slider_after.png"))
     assert float(after_value) > float(before_value) + 0.2, (before_value, after_value)
+    assert_same_as_papermill(tmp_path, "01_joint_loss_and_gradients.ipynb")
 
 
 def test_nb04_interrupt_stops_training_after_the_current_step(browser, tmp_path):
@@ -117,3 +135,4 @@ def test_nb04_interrupt_stops_training_after_the_current_step(browser, tmp_path)
     assert tracebacks == 0, (
         f"{tracebacks} cell(s) failed after the interrupt: see outputs/screenshots/04_notebook.png"
     )
+    assert_same_as_papermill(tmp_path, "04_joint_training.ipynb", ignore=INTERRUPTED_RUN)

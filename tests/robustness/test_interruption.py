@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,11 +31,17 @@ def train(state: Path, out: Path, kill_at: int = 0) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict:
+def uninterrupted_folder(tmp_path_factory) -> Path:
+    """A run never interrupted: its finished state file and OUT.json."""
     folder = tmp_path_factory.mktemp("whole")
     done = train(folder / "state.pt", folder / "out.json")
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((folder / "out.json").read_text())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_folder) -> dict:
+    return json.loads((uninterrupted_folder / "out.json").read_text())
 
 
 def test_killed_twice_mid_epoch_resumes_to_the_same_metrics(tmp_path, uninterrupted):
@@ -59,9 +66,9 @@ def test_killed_twice_mid_epoch_resumes_to_the_same_metrics(tmp_path, uninterrup
     assert result["forward_passes"] == 0  # the last run made no kill hook
 
 
-def test_a_finished_run_called_again_does_not_train_again(tmp_path, uninterrupted):
+def test_a_finished_run_called_again_does_not_train_again(tmp_path, uninterrupted_folder, uninterrupted):
     state, out = tmp_path / "state.pt", tmp_path / "out.json"
-    assert train(state, out).returncode == 0
+    shutil.copy(uninterrupted_folder / "state.pt", state)  # the state file a finished run leaves
     again = train(state, out)
     assert again.returncode == 0 and "resuming after epoch 3 (done=True)" in again.stdout
     assert json.loads(out.read_text())["test"] == uninterrupted["test"]
