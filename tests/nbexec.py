@@ -55,19 +55,30 @@ def metrics_of(prefix: str) -> dict:
     return result.metrics
 
 
-def same_seed_differences(first: dict, again: dict, ignore: frozenset[str] = frozenset()) -> dict:
+def same_seed_differences(
+    first: dict, again: dict, ignore: frozenset[str] = frozenset(), rel_tol: float = 0.0
+) -> dict:
     """Metrics that differ between two executions of one notebook with the same seed, as {name: (first, again)}.
 
     Timing metrics (seconds, samples/s, memory) measure the machine and are left out, and so are the names in
     ``ignore`` (a run the second execution changes on purpose). A name recorded by one execution only
     differs (its value on the other side is ``"missing"``); ``NaN`` equals ``NaN`` (an empty bucket).
+
+    ``rel_tol`` 0 asks for identical numbers: two executions that read the same embedding cache. An
+    execution that found another cache (a fresh clone, or a notebook that ran alongside and encoded part of
+    the texts in other batches) moves float32 round-off: the text encoder pads each batch to its longest
+    text, so an embedding's last bits depend on its batch-mates. Such a comparison passes ``rel_tol`` (a
+    missing seed or an unseeded draw moves a metric by orders of magnitude more).
     """
     differ = {}
     for name in (set(first) | set(again)) - ignore:
         if is_timing(name):
             continue
         a, b = first.get(name, "missing"), again.get(name, "missing")
-        both_nan = all(isinstance(v, float) and math.isnan(v) for v in (a, b))
-        if a != b and not both_nan:
+        if all(isinstance(v, float) and math.isnan(v) for v in (a, b)):
+            continue
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+        close = numbers and rel_tol > 0 and math.isclose(a, b, rel_tol=rel_tol, abs_tol=rel_tol * 1e-2)
+        if a != b and not close:
             differ[name] = (a, b)
     return differ

@@ -22,6 +22,9 @@ SCREENSHOTS = REPO / "outputs" / "screenshots"
 pytestmark = pytest.mark.browser
 # Notebook 04's watched run (section 6) is the one the interrupt stops early: its best epoch changes.
 INTERRUPTED_RUN = frozenset({"ml_u1_best_epoch_joint"})
+# The JupyterLab execution runs alongside the papermill one and may find the embedding cache in another
+# state (texts encoded in other batches): float32 round-off, not a different computation (nbexec).
+ROUND_OFF = 1e-4
 
 
 def lab_metrics(folder: Path, name: str) -> dict:
@@ -32,7 +35,7 @@ def lab_metrics(folder: Path, name: str) -> dict:
 def assert_same_as_papermill(folder: Path, name: str, ignore: frozenset[str] = frozenset()) -> None:
     """The JupyterLab execution is the notebook's second run with seed 0 (see tests/test_determinism.py):
     it records the metrics of the papermill execution that the notebook tests share, timings aside."""
-    differ = same_seed_differences(metrics_of(name[:2]), lab_metrics(folder, name), ignore)
+    differ = same_seed_differences(metrics_of(name[:2]), lab_metrics(folder, name), ignore, ROUND_OFF)
     assert not differ, f"{len(differ)} metrics differ between papermill and JupyterLab with seed 0: {differ}"
 
 

@@ -231,8 +231,9 @@ def test_the_colab_cell_sets_up_a_fresh_environment_and_notebook_00_runs(tmp_pat
     metrics = json.loads((outputs / "metrics" / f"{NOTEBOOK_00}.json").read_text())
     assert metrics["metrics"]["ml100k_num_ratings"] == 100000
     # The second run of notebook 00 with seed 0 (tests/test_determinism.py): a fresh clone, environment and
-    # embedding cache record the metrics of the papermill execution that the notebook tests share.
-    differ = same_seed_differences(metrics_of("00"), metrics["metrics"])
+    # embedding cache record the metrics of the papermill execution that the notebook tests share, up to
+    # float32 round-off (the fresh cache's texts were encoded in other batches: nbexec).
+    differ = same_seed_differences(metrics_of("00"), metrics["metrics"], rel_tol=1e-4)
     assert not differ, f"{len(differ)} metrics differ from this checkout's run of notebook 00: {differ}"
     executed = json.loads((outputs / "notebooks" / f"{NOTEBOOK_00}.ipynb").read_text())
     assert executed["metadata"]["papermill"]["input_path"] == str(
