@@ -8,7 +8,7 @@
 #   make browser-deps        Debian's Chromium for the browser test (run by make test)
 #
 # Overridable: PYTHON (the interpreter that creates .venv), VENV, PROFILE, PYTEST_ARGS (default: one
-# pytest-xdist worker per core; PYTEST_ARGS= runs serially), and
+# pytest-xdist worker per core; PYTEST_ARGS= runs serially), MYPY_CACHE_DIR, and
 # TORCH_SPEC, the pip arguments that install PyTorch first (e.g.
 # TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu121"). An installed torch
 # that satisfies the package's range is kept; it is never reinstalled.
@@ -24,6 +24,9 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.mtrec-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# mypy's incremental cache outside the clone (validated by file hashes, shared by every checkout on
+# this machine): a fresh clone's lint re-checks only what changed, 3 s instead of about 50.
+export MYPY_CACHE_DIR ?= $(HOME)/.cache/mtrec/mypy
 
 .PHONY: setup data workbook test lint lab clean help browser-deps
 

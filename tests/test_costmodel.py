@@ -108,6 +108,19 @@ def test_predictions_are_positive_and_grow_with_the_work(cache_file):
     assert 0 < predict("08", "gpu-t4", cm.t4()) < predict("08", "gpu-t4", slow)
 
 
+def test_every_notebook_is_predicted_within_its_gpu_budget_on_a_t4(tmp_path):
+    """At gpu the notebooks choose per section what fine-tunes the encoder (notebook 04: section 2's
+    clothing models; MovieLens and the comparisons on cached embeddings) so that each fits 15 minutes on
+    a T4: counted with the real MiniLM, so a section that starts fine-tuning more fails here."""
+    predicted = cm.predict_many(list(cm.WORK_PLAN), "gpu-t4", cache_path=tmp_path / "flops.json")
+    over = {
+        n: s if s is None else round(s) for n, s in predicted.items() if s is None or s > BUDGETS_S["gpu"][n]
+    }
+    assert not over, f"predicted over the gpu budget on a T4 (seconds): {over}"
+    tuned = cm.notebook_work("04", "gpu", cm.FlopCache(tmp_path / "flops.json"))
+    assert tuned.encoder_flops > 0  # the central comparison still fine-tunes the encoder
+
+
 def test_calibration_recovers_the_constants_it_was_made_from():
     rng = torch.Generator().manual_seed(0)
     works = {

@@ -75,3 +75,23 @@ def test_the_gpu_profile_fine_tunes_the_encoder_jointly_with_mixed_precision(dat
     assert any(not torch.equal(a, b) for a, b in zip(start, tuned)), "the encoder's weights did not change"
     assert all(math.isfinite(v) for v in run.test.values()), run.test
     assert set(run.history.columns) >= {f"loss/{t}" for t in tasks}
+
+
+def test_the_cached_copy_of_the_gpu_clothing_bundle_has_the_same_reviews_and_split(encoder, data_cache):
+    """Notebook 04 at gpu fine-tunes the encoder on `cl` (section 2) and compares strategies and
+    architectures on `cl_cached` (sections 4, 5 and 9), built in frozen mode from the generator state that
+    `cl` started from: the same reviews in every split, read through cached embeddings."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MTREC_DATA", str(data_cache))
+        mp.setenv("MTREC_OFFLINE", "1")
+        generator = torch.Generator().manual_seed(0)
+        state = generator.get_state()
+        tuned = clothing_bundle(TINY_GPU, encoder, generator, progress=False)
+        replay = torch.Generator().set_state(state)
+        cached = clothing_bundle(TINY_GPU, encoder, replay, mode="frozen", progress=False)
+    for part in ("train", "val", "test"):
+        a = getattr(tuned, part)["reviews"].dataset.tensors
+        b = getattr(cached, part)["reviews"].dataset.tensors
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert any(isinstance(m, EncoderText) for m in tuned.texts.values())
+    assert not any(isinstance(m, EncoderText) for m in cached.texts.values())

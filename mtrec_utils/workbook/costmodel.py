@@ -98,6 +98,7 @@ class Train:
         task_grads: the strategy backpropagates each task's loss on its own (gradnorm, pcgrad).
         data: share of the training rows used.
         text: ``frozen`` to force cached embeddings; ``None``: the profile's ``encoder_mode``.
+        batch_size: the notebook's own batch size where it overrides the profile's (per profile).
         stops_early: early stopping ends the runs after :data:`STOP_EPOCH` epochs.
         pooled: the runs are trained several at once, one process per core (``run_experiments``
             with ``workers``): on a CPU their time divides by the cores.
@@ -118,6 +119,7 @@ class Train:
     task_grads: bool = False
     data: float = 1.0
     text: str | None = None
+    batch_size: PerProfile | None = None
     stops_early: bool = True
     pooled: bool = False
     unless_shipped: bool = False
@@ -191,6 +193,14 @@ _RB_LENGTH = {"smoke": 32, "cpu": 48, "gpu": 128}
 # 2 encoders x test x (1 + 3 x non-zero strengths) + train + augmented copies
 _RB_TEXTS = {"smoke": 2 * 60 * 4 + 2 * 120, "cpu": 2 * 300 * 13 + 2 * 600, "gpu": 2 * 1000 * 13 + 3 * 4000}
 
+F = "frozen"  # Train(text=F): cached embeddings at every profile
+# Notebook 05's models train on the CPU at every profile; at gpu it takes the cpu profile's batch size.
+_CPU_BATCH = {
+    "smoke": PROFILES["smoke"].batch_size,
+    "cpu": PROFILES["cpu"].batch_size,
+    "gpu": PROFILES["cpu"].batch_size,
+}
+
 WORK_PLAN: dict[str, tuple[Any, ...]] = {
     # 00: loads the data and encodes the item texts (from the embedding cache): overhead only.
     "00_setup_and_tour": (),
@@ -209,14 +219,15 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     ),
     # 03: each task alone: MF rating, LM rating, LM like, MF ranking, LM interest, LM genres (items),
     # the 3 clothing tasks; Surprise SVD and BaselineOnly, and SVD++ above smoke (Cython, one core:
-    # an estimate of 40 s, not counted).
+    # an estimate of 40 s, not counted). The MovieLens models read cached embeddings at every profile;
+    # the clothing models take the profile's mode (at gpu they fine-tune the encoder).
     "03_single_task_baselines": (
         Train("mf", ("rating",)),
-        Train("movielens", ("rating",)),
-        Train("movielens", ("like",)),
+        Train("movielens", ("rating",), text=F),
+        Train("movielens", ("like",), text=F),
         Train("mf", ("interest",)),
-        Train("movielens", ("interest",)),
-        Train("genres", ("genres",)),
+        Train("movielens", ("interest",), text=F),
+        Train("genres", ("genres",), text=F),
         Train("clothing", ("recommended",)),
         Train("clothing", ("rating",)),
         Train("clothing", ("department",)),
@@ -227,39 +238,44 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     # trained), 6 weighting strategies on each dataset (gradnorm and pcgrad backpropagate per task),
     # MMoE on each dataset; all of these in a pool of worker processes (WORKERS); then the live-view
     # joint run on its own.
+    # At every profile only section 2's clothing models take the profile's mode (at gpu: the encoder
+    # fine-tuned, the article's central comparison); MovieLens and the clothing comparisons of sections
+    # 4 and 5 read cached embeddings (F).
     "04_joint_training": (
-        *(Train("movielens", (t,), per_seed=True, pooled=True) for t in ML3),
-        Train("movielens", ML3, per_seed=True, pooled=True),
+        *(Train("movielens", (t,), per_seed=True, pooled=True, text=F) for t in ML3),
+        Train("movielens", ML3, per_seed=True, pooled=True, text=F),
         *(Train("clothing", (t,), per_seed=True, pooled=True) for t in CL3),
         Train("clothing", CL3, per_seed=True, pooled=True),
-        Train("movielens", ML3, runs=2, schedule="alternating", pooled=True),
-        Train("movielens", ML3, runs=4, pooled=True),
-        Train("movielens", ML3, runs=2, task_grads=True, pooled=True),
-        Train("clothing", CL3, runs=4, pooled=True),
-        Train("clothing", CL3, runs=2, task_grads=True, pooled=True),
-        Train("movielens", ML3, arch="mmoe", pooled=True),
-        Train("clothing", CL3, arch="mmoe", pooled=True),
-        Train("movielens", ML3),
+        Train("movielens", ML3, runs=2, schedule="alternating", pooled=True, text=F),
+        Train("movielens", ML3, runs=4, pooled=True, text=F),
+        Train("movielens", ML3, runs=2, task_grads=True, pooled=True, text=F),
+        Train("clothing", CL3, runs=4, pooled=True, text=F),
+        Train("clothing", CL3, runs=2, task_grads=True, pooled=True, text=F),
+        Train("movielens", ML3, arch="mmoe", pooled=True, text=F),
+        Train("clothing", CL3, arch="mmoe", pooled=True, text=F),
+        Train("movielens", ML3, text=F),
         # section 9 (the seesaw): the affinity run (in this process); MMoE at the other seeds (SEED's is
         # section 5's, kept by the memo: counted here once more) and PLE at every seed; the NSGA-II study
         # (seesaw.STUDY_SIZES: trials of at most 1 / 6 / 2 epochs; not counted where a study shipped with the
         # current code is reused); the best joint configuration and the
         # three single-task models at every seed, with history features (a few percent more work per step,
         # not counted).
-        Train("movielens", ML3),
-        Train("movielens", ML3, arch="mmoe", per_seed=True, pooled=True),
-        Train("movielens", ML3, arch="ple", per_seed=True, pooled=True),
-        Train("movielens", ML3, runs=_STUDY, max_epochs=_STUDY_EPOCHS, pooled=True, unless_shipped=True),
-        Train("movielens", ML3, per_seed=True, pooled=True),
-        *(Train("movielens", (t,), per_seed=True, pooled=True) for t in ML3),
+        Train("movielens", ML3, text=F),
+        Train("movielens", ML3, arch="mmoe", per_seed=True, pooled=True, text=F),
+        Train("movielens", ML3, arch="ple", per_seed=True, pooled=True, text=F),
+        Train(
+            "movielens", ML3, runs=_STUDY, max_epochs=_STUDY_EPOCHS, pooled=True, unless_shipped=True, text=F
+        ),
+        Train("movielens", ML3, per_seed=True, pooled=True, text=F),
+        *(Train("movielens", (t,), per_seed=True, pooled=True, text=F) for t in ML3),
     ),
-    # 05 (frozen text throughout, epochs <= MAX_EPOCHS=6, seeds <= MAX_SEEDS=2): the joint embedding
+    # 05 (frozen text throughout, on the CPU, epochs <= MAX_EPOCHS=6, seeds <= MAX_SEEDS=2): the joint embedding
     # space (rating + in-batch interest), 4 fusions + "sum, ID + text" per seed, 4 cold-start models
     # on the thinned ratings, cross-domain per seed (together: both datasets; alone: each), the
     # low-data runs per num_seeds at the profile's epochs (10%, 10% + 2 augmented copies, all data).
     # The sequence-augmentation runs (small history models) are left in the overhead.
     "05_joint_embedding_and_fusion": (
-        Train("movielens", ("rating", "interest"), max_epochs=6, text="frozen"),
+        Train("movielens", ("rating", "interest"), max_epochs=6, text=F, batch_size=_CPU_BATCH),
         *(
             Train(
                 "movielens",
@@ -268,19 +284,39 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
                 max_seeds=2,
                 max_epochs=6,
                 arch=f,
-                text="frozen",
+                text=F,
+                batch_size=_CPU_BATCH,
             )
             for f in ("sum", "concat", "gate", "attention", "hard")
         ),
-        Train("movielens", ("rating", "like"), runs=3, max_epochs=6, data=0.85, text="frozen"),
-        Train("movielens", ("rating", "like"), max_epochs=6, data=0.85, arch="gate", text="frozen"),
         Train(
-            "movielens", ("rating", "like"), runs=2, per_seed=True, max_seeds=2, max_epochs=6, text="frozen"
+            "movielens", ("rating", "like"), runs=3, max_epochs=6, data=0.85, text=F, batch_size=_CPU_BATCH
         ),
-        Train("clothing", CL3, runs=2, per_seed=True, max_seeds=2, max_epochs=6, text="frozen"),
-        Train("clothing", CL3, per_seed=True, data=0.1, text="frozen"),
-        Train("clothing", CL3, per_seed=True, data=0.3, text="frozen"),
-        Train("clothing", CL3, per_seed=True, text="frozen"),
+        Train(
+            "movielens",
+            ("rating", "like"),
+            max_epochs=6,
+            data=0.85,
+            arch="gate",
+            text=F,
+            batch_size=_CPU_BATCH,
+        ),
+        Train(
+            "movielens",
+            ("rating", "like"),
+            runs=2,
+            per_seed=True,
+            max_seeds=2,
+            max_epochs=6,
+            text=F,
+            batch_size=_CPU_BATCH,
+        ),
+        Train(
+            "clothing", CL3, runs=2, per_seed=True, max_seeds=2, max_epochs=6, text=F, batch_size=_CPU_BATCH
+        ),
+        Train("clothing", CL3, per_seed=True, data=0.1, text=F, batch_size=_CPU_BATCH),
+        Train("clothing", CL3, per_seed=True, data=0.3, text=F, batch_size=_CPU_BATCH),
+        Train("clothing", CL3, per_seed=True, text=F, batch_size=_CPU_BATCH),
     ),
     # 06: 3 ads models (PAL, position as a feature, position-naive) on the simulated impressions and
     # the rating history, epochs max(profile's, 3), frozen text embeddings. Their validation logloss
@@ -288,12 +324,13 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     "06_case_study_ads": (
         Train("ads", ("ctr", "interest"), runs=3, min_epochs=3, stops_early=False, text="frozen"),
     ),
-    # 07: joint, single rating and single interest on the MovieLens bundle, trained at once (WORKERS);
+    # 07: joint, single rating and single interest on the MovieLens bundle (cached text embeddings at
+    # every profile), trained at once (WORKERS);
     # MF ranking (epochs >= 5).
     "07_case_study_personalization": (
-        Train("movielens", ML3, pooled=True),
-        Train("movielens", ("rating",), pooled=True),
-        Train("movielens", ("interest",), pooled=True),
+        Train("movielens", ML3, pooled=True, text=F),
+        Train("movielens", ("rating",), pooled=True, text=F),
+        Train("movielens", ("interest",), pooled=True, text=F),
         Train("mf", ("interest",), min_epochs=5),
     ),
     # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient), LoRA and full
@@ -690,7 +727,8 @@ def runs_of(entry: Train, p: Profile) -> int:
 
 def train_work(entry: Train, p: Profile, cache: FlopCache, encoder: str = DEFAULT_ENCODER) -> Work:
     """Counted work of all runs of ``entry`` at profile ``p``."""
-    b = p.batch_size if entry.model != "genres" else 64
+    b = int(at(entry.batch_size, p.name)) if entry.batch_size else p.batch_size
+    b = b if entry.model != "genres" else 64
     dim = text_dim(encoder)
     full = (entry.text or p.encoder_mode) == "full" and entry.model in ("movielens", "clothing", "genres")
     sizes = _sizes(entry.model, p, entry.data)
