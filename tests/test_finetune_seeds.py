@@ -120,3 +120,25 @@ def test_describe_over_seeds_says_the_numbers_and_the_verdict():
     assert describe_over_seeds(s, "not supported").endswith("full is better than lora.")
     one = {**s, "num_seeds": 1, "lora_per_seed": [0.95], "full_per_seed": [0.94]}
     assert describe_over_seeds(one, ONE_SEED).endswith(f"Verdict: {ONE_SEED}.")
+
+
+def test_compare_over_seeds_in_two_workers_gives_the_table_of_one_after_another(tiny):
+    """Each run draws its reviews and seeds itself: forked workers of one thread give the same metrics."""
+    configs = {m: _config(m) for m in ("lora", "full")}
+    args = (tiny.model, tiny.tokenizer, TINY_BUDGET, configs, [0, 1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as notebook 08 (CPU_THREADS = 1) and each worker
+    try:
+        serial = compare_over_seeds(*args, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    pooled = compare_over_seeds(*args, progress=False, workers=2)
+    columns = ["seed", "mode", "reused", *KEPT]
+    pd.testing.assert_frame_equal(serial[columns], pooled[columns])
+    assert (pooled["seconds"] > 0).all() and not pooled["reused"].any()
+
+
+def test_compare_over_seeds_rejects_bad_workers(tiny):
+    configs = {"lora": _config("lora")}
+    with pytest.raises(ValueError, match="workers=0 is not valid"):
+        compare_over_seeds(tiny.model, tiny.tokenizer, TINY_BUDGET, configs, [0], workers=0)

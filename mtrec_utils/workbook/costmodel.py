@@ -37,7 +37,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -200,6 +200,8 @@ _CPU_BATCH = {
     "cpu": PROFILES["cpu"].batch_size,
     "gpu": PROFILES["cpu"].batch_size,
 }
+# Notebook 05's runs: cached text, the CPU batch, at most MAX_EPOCHS=6 epochs (the low-data runs: the profile's).
+_T05 = partial(Train, text=F, batch_size=_CPU_BATCH, max_epochs=6)
 
 WORK_PLAN: dict[str, tuple[Any, ...]] = {
     # 00: loads the data and encodes the item texts (from the embedding cache): overhead only.
@@ -269,54 +271,25 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         Train("movielens", ML3, per_seed=True, pooled=True, text=F),
         *(Train("movielens", (t,), per_seed=True, pooled=True, text=F) for t in ML3),
     ),
-    # 05 (frozen text throughout, on the CPU, epochs <= MAX_EPOCHS=6, seeds <= MAX_SEEDS=2): the joint embedding
+    # 05 (frozen text throughout, on the CPU, epochs <= MAX_EPOCHS=6, seeds <= MAX_SEEDS=2; the fusion,
+    # cold-start and low-data runs in a pool of WORKERS processes): the joint embedding
     # space (rating + in-batch interest), 4 fusions + "sum, ID + text" per seed, 4 cold-start models
     # on the thinned ratings, cross-domain per seed (together: both datasets; alone: each), the
     # low-data runs per num_seeds at the profile's epochs (10%, 10% + 2 augmented copies, all data).
     # The sequence-augmentation runs (small history models) are left in the overhead.
     "05_joint_embedding_and_fusion": (
-        Train("movielens", ("rating", "interest"), max_epochs=6, text=F, batch_size=_CPU_BATCH),
+        _T05("movielens", ("rating", "interest")),
         *(
-            Train(
-                "movielens",
-                ("rating", "like"),
-                per_seed=True,
-                max_seeds=2,
-                max_epochs=6,
-                arch=f,
-                text=F,
-                batch_size=_CPU_BATCH,
-            )
+            _T05("movielens", ("rating", "like"), per_seed=True, max_seeds=2, arch=f, pooled=True)
             for f in ("sum", "concat", "gate", "attention", "hard")
         ),
-        Train(
-            "movielens", ("rating", "like"), runs=3, max_epochs=6, data=0.85, text=F, batch_size=_CPU_BATCH
-        ),
-        Train(
-            "movielens",
-            ("rating", "like"),
-            max_epochs=6,
-            data=0.85,
-            arch="gate",
-            text=F,
-            batch_size=_CPU_BATCH,
-        ),
-        Train(
-            "movielens",
-            ("rating", "like"),
-            runs=2,
-            per_seed=True,
-            max_seeds=2,
-            max_epochs=6,
-            text=F,
-            batch_size=_CPU_BATCH,
-        ),
-        Train(
-            "clothing", CL3, runs=2, per_seed=True, max_seeds=2, max_epochs=6, text=F, batch_size=_CPU_BATCH
-        ),
-        Train("clothing", CL3, per_seed=True, data=0.1, text=F, batch_size=_CPU_BATCH),
-        Train("clothing", CL3, per_seed=True, data=0.3, text=F, batch_size=_CPU_BATCH),
-        Train("clothing", CL3, per_seed=True, text=F, batch_size=_CPU_BATCH),
+        _T05("movielens", ("rating", "like"), runs=3, data=0.85, pooled=True),
+        _T05("movielens", ("rating", "like"), data=0.85, arch="gate", pooled=True),
+        _T05("movielens", ("rating", "like"), runs=2, per_seed=True, max_seeds=2),
+        _T05("clothing", CL3, runs=2, per_seed=True, max_seeds=2),
+        _T05("clothing", CL3, per_seed=True, data=0.1, max_epochs=None, pooled=True),
+        _T05("clothing", CL3, per_seed=True, data=0.3, max_epochs=None, pooled=True),
+        _T05("clothing", CL3, per_seed=True, max_epochs=None, pooled=True),
     ),
     # 06: 3 ads models (PAL, position as a feature, position-naive) on the simulated impressions and
     # the rating history, epochs max(profile's, 3), frozen text embeddings. Their validation logloss
@@ -334,7 +307,7 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         Train("mf", ("interest",), min_epochs=5),
     ),
     # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient), LoRA and full
-    # at the other seeds (the full test split), one LoRA
+    # at the other seeds (the full test split; a pool of WORKERS processes on a CPU), one LoRA
     # per task (3 LoRA passes a step), the profiler (3 modes x 3 steps), the sweep (each point a fresh
     # kernel running LoRA only, one per core at once), the single-process launch (10 LoRA steps).
     "08_efficient_finetuning_and_scaling": (
@@ -342,8 +315,8 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="full", eval_texts=_FT_EVAL),
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=4, eval_texts=_FT_EVAL),
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=3, eval_texts=_FT_EVAL),
-        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=_FT_MORE_SEEDS, eval_texts=_FT_EVAL),
-        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="full", runs=_FT_MORE_SEEDS, eval_texts=_FT_EVAL),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, "peft", _FT_MORE_SEEDS, _FT_EVAL, pooled=True),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, "full", _FT_MORE_SEEDS, _FT_EVAL, pooled=True),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="full"),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="peft"),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="forward"),
@@ -889,6 +862,7 @@ class Device:
 # Notebooks whose models run on the CPU even on a GPU machine (their DEVICE is "cpu" or they are tiny):
 # at gpu-t4 they are predicted at the calibration machine's CPU speed (a Colab T4 machine has 2 vCPUs).
 CPU_ONLY = ("01_joint_loss_and_gradients", "05_joint_embedding_and_fusion")
+COLAB_VCPUS = 2  # the CPU cores of a Colab GPU runtime (T4)
 
 # Notebooks that train on one CPU thread (their parameter CPU_THREADS = 1); the others use every core.
 ONE_THREAD = (
@@ -1166,8 +1140,8 @@ def predict(
     """
     check_choice("profile", profile, (*PROFILES, "gpu-t4"))
     stem = notebook_stem(notebook)
-    if profile == "gpu-t4" and stem in CPU_ONLY:
-        device = calibration_device()
+    if profile == "gpu-t4" and stem in CPU_ONLY:  # a Colab T4 machine's CPU: 2 vCPUs, pooled runs 2 at once
+        device = replace(calibration_device(), workers=COLAB_VCPUS)
     if device is None:
         device = t4() if profile == "gpu-t4" else this_machine(cache, calibration)
     work = notebook_work(stem, _profile_of(profile), cache, encoder, device.workers)

@@ -9,11 +9,15 @@ notebook does at ``SEED = seed``, so section 2's runs can stand in for the first
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -56,6 +60,7 @@ def compare_over_seeds(
     seeds: Sequence[int],
     reuse: Mapping[tuple[str, int], FinetuneResult] | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> pd.DataFrame:
     """Every mode of ``configs`` at every seed; one row per (seed, mode).
 
@@ -68,40 +73,105 @@ def compare_over_seeds(
         reuse: ``{(mode label, seed): result}`` already trained with the same config and reviews
             (section 2's runs at ``SEED``): taken as they are, not trained again.
         progress: show a progress bar over the runs.
+        workers: runs trained at once. 1: one after another in this process. More: each run in a
+            process forked from this one (Linux, CPU only) with one PyTorch thread. A run depends only on
+            its seed and mode (it draws its reviews and seeds its training itself), so the metrics are
+            the same, bit for bit, as one after another on one thread (notebook 08's ``CPU_THREADS = 1``);
+            the wall-clock ``seconds`` of runs that shared the machine are longer.
 
     Returns:
         Columns ``seed``, ``mode``, ``reused``, ``seconds`` and ``cpu_seconds`` (wall and process CPU time
         of training and evaluation, NaN when reused; on a busy machine the CPU time is the steadier
         figure), ``train_seconds`` and the metrics of :data:`KEPT`.
+
+    Raises:
+        ValueError: no configs or seeds; ``workers`` not a positive integer, or above 1 where runs
+            cannot be forked (not Linux, or the encoder is not on the CPU).
     """
     reuse = dict(reuse or {})
     if not configs or not seeds:
         raise ValueError(f"configs={list(configs)} and seeds={list(seeds)} must both be non-empty")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"workers={workers!r} is not valid; it must be a positive integer (1: one run at a time)"
+        )
     todo = [(s, m) for s in seeds for m in configs if (m, s) not in reuse]
     bar = tqdm(total=len(todo), desc="mode x seed", disable=not (progress and todo))
+    job = partial(_train_one, encoder_model, tokenizer, budget, configs)
+    trained: dict[tuple[int, str], dict[str, float]] = {}
+    if min(workers, len(todo)) > 1:
+        _check_forkable(encoder_model)
+        global _JOB
+        _JOB = job  # inherited by the forked workers: the encoder is not pickled
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(todo)), _one_thread) as pool:
+                for key, found in zip(todo, pool.imap(_run_job, todo)):
+                    trained[key] = found
+                    bar.update(1)
+        finally:
+            _JOB = None
+    else:
+        splits: dict[int, ClothingSplits] = {}  # one draw per seed, shared by its modes
+        for seed, mode in todo:
+            if seed not in splits:
+                splits = {seed: seed_splits(tokenizer, budget, seed)}
+            trained[seed, mode] = job(seed, mode, splits[seed])
+            bar.update(1)
+    bar.close()
     rows = []
     for seed in seeds:
-        splits = seed_splits(tokenizer, budget, seed) if any(s == seed for s, _ in todo) else None
-        for mode, config in configs.items():
-            found, start, cpu = reuse.get((mode, seed)), time.perf_counter(), time.process_time()
-            if found is None:
-                found = finetune_seed(encoder_model, splits, config, tokenizer.pad_token_id, seed)
-                bar.update(1)
-            seconds = np.nan if (mode, seed) in reuse else time.perf_counter() - start
-            cpu_seconds = np.nan if (mode, seed) in reuse else time.process_time() - cpu
-            rows.append(
-                {
-                    "seed": seed,
-                    "mode": mode,
-                    "reused": (mode, seed) in reuse,
-                    "seconds": seconds,
-                    "cpu_seconds": cpu_seconds,
-                    "train_seconds": found.metrics["train_seconds"],
-                    **{k: found.metrics[k] for k in KEPT},
-                }
-            )
-    bar.close()
+        for mode in configs:
+            found = reuse.get((mode, seed))
+            row = _row(found.metrics, np.nan, np.nan) if found is not None else trained[seed, mode]
+            rows.append({"seed": seed, "mode": mode, "reused": found is not None, **row})
     return pd.DataFrame(rows)
+
+
+def _row(metrics: Mapping[str, float], seconds: float, cpu_seconds: float) -> dict[str, float]:
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "train_seconds": metrics["train_seconds"],
+        **{k: metrics[k] for k in KEPT},
+    }
+
+
+def _train_one(
+    encoder_model: nn.Module,
+    tokenizer,
+    budget: Mapping,
+    configs: Mapping[str, FinetuneConfig],
+    seed: int,
+    mode: str,
+    splits: ClothingSplits | None = None,
+) -> dict[str, float]:
+    """One (seed, mode) run: its row's timings and metrics (the reviews drawn here unless given)."""
+    splits = splits if splits is not None else seed_splits(tokenizer, budget, seed)
+    start, cpu = time.perf_counter(), time.process_time()
+    found = finetune_seed(encoder_model, splits, configs[mode], tokenizer.pad_token_id, seed)
+    return _row(found.metrics, time.perf_counter() - start, time.process_time() - cpu)
+
+
+_JOB: Callable[..., dict[str, float]] | None = None  # the pool's job (set before forking, read by workers)
+
+
+def _run_job(key: tuple[int, str]) -> dict[str, float]:
+    assert _JOB is not None
+    return _JOB(*key)
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _check_forkable(encoder_model: nn.Module) -> None:
+    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+        raise ValueError(f"workers > 1 needs Linux (fork); on {sys.platform} pass workers=1")
+    device = next(encoder_model.parameters()).device
+    if device.type != "cpu":
+        raise ValueError(
+            f"workers > 1 trains on the CPU only, but the encoder is on {device}; pass workers=1"
+        )
 
 
 def paired_summary(
