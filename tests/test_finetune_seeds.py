@@ -1,4 +1,5 @@
-"""Notebook 08's seed comparison: the whole test split, one mode at one seed, reuse, paired summary, words."""
+"""Notebook 08's modes and seeds: section 2's modes side by side, the whole test split, one mode at one seed,
+reuse, paired summary, words."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from mtrec_utils.analyses.finetuning.finetune import FinetuneConfig, finetune
 from mtrec_utils.analyses.finetuning.seeds import (
     KEPT,
     compare_over_seeds,
+    finetune_modes,
     finetune_seed,
     paired_summary,
     seed_splits,
@@ -142,3 +144,43 @@ def test_compare_over_seeds_rejects_bad_workers(tiny):
     configs = {"lora": _config("lora")}
     with pytest.raises(ValueError, match="workers=0 is not valid"):
         compare_over_seeds(tiny.model, tiny.tokenizer, TINY_BUDGET, configs, [0], workers=0)
+
+
+def test_finetune_modes_side_by_side_gives_the_runs_of_one_after_another(tiny):
+    """Section 2 (and 3's LoRA per task): each run seeds itself, so two forked workers of one thread give the
+    results of the runs one after another, in the order of the configs whatever order they ran in."""
+    pad = tiny.tokenizer.pad_token_id
+    splits = seed_splits(tiny.tokenizer, TINY_BUDGET, 0)
+    configs = {m: _config(m) for m in ("frozen", "full", "lora")}
+    configs["lora_per_task"] = FinetuneConfig(mode="lora", task_specific=True, steps=3, batch_size=8)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as notebook 08 (CPU_THREADS = 1) and each worker
+    try:
+        one_by_one = {
+            k: finetune(tiny.model, splits, c, pad, set_seed(0), progress=False) for k, c in configs.items()
+        }
+        serial = finetune_modes(tiny.model, splits, configs, pad, 0, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    pooled = finetune_modes(tiny.model, splits, configs, pad, 0, workers=2, progress=False)
+    assert list(serial) == list(pooled) == list(configs)
+    assert pooled["lora_per_task"].mode == "lora_per_task" and pooled["full"].mode == "full"
+    for label in configs:
+        for name in KEPT:
+            assert serial[label].metrics[name] == one_by_one[label].metrics[name], (label, name)
+            assert pooled[label].metrics[name] == serial[label].metrics[name], (label, name)
+        assert pooled[label].trainable == serial[label].trainable
+        assert pooled[label].peak_memory_mb == serial[label].peak_memory_mb  # counted, not sampled
+        pd.testing.assert_frame_equal(pooled[label].history, serial[label].history)
+        assert pooled[label].step_seconds > 0
+    assert pooled["frozen"].trainable == 0 < pooled["lora"].trainable < pooled["full"].trainable
+
+
+def test_finetune_modes_rejects_no_configs_and_bad_workers(tiny):
+    pad = tiny.tokenizer.pad_token_id
+    splits = seed_splits(tiny.tokenizer, TINY_BUDGET, 0)
+    with pytest.raises(ValueError, match="at least one mode"):
+        finetune_modes(tiny.model, splits, {}, pad, 0)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            finetune_modes(tiny.model, splits, {"lora": _config("lora")}, pad, 0, workers=bad)

@@ -306,15 +306,16 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         Train("movielens", ("interest",), pooled=True, text=F),
         Train("mf", ("interest",), min_epochs=5),
     ),
-    # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient), LoRA and full
-    # at the other seeds (the full test split; a pool of WORKERS processes on a CPU), one LoRA
-    # per task (3 LoRA passes a step), the profiler (3 modes x 3 steps), the sweep (each point a fresh
-    # kernel running LoRA only, one per core at once), the single-process launch (10 LoRA steps).
+    # 08: 6 encoder modes on one budget (frozen: forward only; full; 4 parameter-efficient) and one LoRA
+    # per task (3 LoRA passes a step), trained side by side (a pool of WORKERS processes on a CPU); LoRA
+    # and full at the other seeds (the full test split; the same pool), the profiler (3 modes x 3 steps),
+    # the sweep (each point a fresh kernel running LoRA only, one per core at once), the single-process
+    # launch (10 LoRA steps).
     "08_efficient_finetuning_and_scaling": (
-        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="forward", eval_texts=_FT_EVAL),
-        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="full", eval_texts=_FT_EVAL),
-        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=4, eval_texts=_FT_EVAL),
-        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=3, eval_texts=_FT_EVAL),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="forward", eval_texts=_FT_EVAL, pooled=True),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="full", eval_texts=_FT_EVAL, pooled=True),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=4, eval_texts=_FT_EVAL, pooled=True),
+        EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, kind="peft", runs=3, eval_texts=_FT_EVAL, pooled=True),
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, "peft", _FT_MORE_SEEDS, _FT_EVAL, pooled=True),
         EncoderSteps(_FT, _FT_BATCH, _FT_LENGTH, "full", _FT_MORE_SEEDS, _FT_EVAL, pooled=True),
         EncoderSteps(3, _FT_BATCH, _FT_LENGTH, kind="full"),

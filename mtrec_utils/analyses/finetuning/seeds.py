@@ -1,4 +1,4 @@
-"""Encoder modes over seeds, on the whole clothing test split (notebook 08: LoRA against full fine-tuning).
+"""Encoder modes at one seed and over seeds (notebook 08: section 2's modes; LoRA against full fine-tuning).
 
 One seed's difference between two modes is no finding: at seed 0 LoRA beat full fine-tuning on a
 500-review test slice, at seed 2 it lost. A seed here is everything notebook 08's ``SEED`` draws: the
@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,25 +92,13 @@ def compare_over_seeds(
     reuse = dict(reuse or {})
     if not configs or not seeds:
         raise ValueError(f"configs={list(configs)} and seeds={list(seeds)} must both be non-empty")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(
-            f"workers={workers!r} is not valid; it must be a positive integer (1: one run at a time)"
-        )
+    _check_workers(workers)
     todo = [(s, m) for s in seeds for m in configs if (m, s) not in reuse]
     bar = tqdm(total=len(todo), desc="mode x seed", disable=not (progress and todo))
     job = partial(_train_one, encoder_model, tokenizer, budget, configs)
     trained: dict[tuple[int, str], dict[str, float]] = {}
     if min(workers, len(todo)) > 1:
-        _check_forkable(encoder_model)
-        global _JOB
-        _JOB = job  # inherited by the forked workers: the encoder is not pickled
-        try:
-            with multiprocessing.get_context("fork").Pool(min(workers, len(todo)), _one_thread) as pool:
-                for key, found in zip(todo, pool.imap(_run_job, todo)):
-                    trained[key] = found
-                    bar.update(1)
-        finally:
-            _JOB = None
+        trained = dict(zip(todo, _pooled(job, todo, workers, encoder_model, bar)))
     else:
         splits: dict[int, ClothingSplits] = {}  # one draw per seed, shared by its modes
         for seed, mode in todo:
@@ -152,16 +141,109 @@ def _train_one(
     return _row(found.metrics, time.perf_counter() - start, time.process_time() - cpu)
 
 
-_JOB: Callable[..., dict[str, float]] | None = None  # the pool's job (set before forking, read by workers)
+def finetune_modes(
+    encoder_model: nn.Module,
+    splits: ClothingSplits,
+    configs: Mapping[str, FinetuneConfig],
+    pad_id: int,
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, FinetuneResult]:
+    """Train every config of ``configs`` on the same reviews, each seeded by ``seed`` (notebook 08, sections 2-3).
+
+    Each run calls ``set_seed(seed)`` before it builds its heads and shuffles, exactly as a run
+    started on its own does, so no run depends on which ran before it.
+
+    Args:
+        encoder_model: the pretrained encoder (copied by each run, never changed).
+        splits: the reviews (:func:`~mtrec_utils.data.finetune_data.clothing_splits`).
+        configs: ``{label: config}``; the result keeps this order.
+        pad_id: the tokenizer's padding id.
+        seed: seeds each run.
+        workers: runs trained at once. 1: one after another in this process. More: each run in a
+            process forked from this one (Linux, CPU only) with one PyTorch thread; the metrics are
+            the same, bit for bit, as one after another on one thread. Step times are then measured
+            with the other cores busy with other runs (one run per core), so they are a little longer.
+        progress: show a progress bar over the runs.
+
+    Returns:
+        ``{label: FinetuneResult}`` in the order of ``configs``.
+
+    Raises:
+        ValueError: no configs; ``workers`` not a positive integer, or above 1 where runs cannot be
+            forked (not Linux, or the encoder is not on the CPU).
+    """
+    if not configs:
+        raise ValueError("configs must name at least one mode, e.g. {'lora': FinetuneConfig(mode='lora')}")
+    _check_workers(workers)
+    labels = list(configs)
+    # Longest first, so that the last run to start is a short one (a run per task costs ~3 of the others).
+    todo = sorted(labels, key=lambda k: -(configs[k].steps * (3 if configs[k].task_specific else 1)))
+    job = partial(_finetune_label, encoder_model, splits, configs, pad_id, seed)
+    bar = tqdm(total=len(todo), desc="modes", disable=not progress)
+    if min(workers, len(todo)) > 1:
+        found = dict(zip(todo, _pooled(job, todo, workers, encoder_model, bar)))
+    else:
+        found = {}
+        for label in labels:
+            found[label] = job(label)
+            bar.update(1)
+    bar.close()
+    return {label: found[label] for label in labels}
 
 
-def _run_job(key: tuple[int, str]) -> dict[str, float]:
+def _finetune_label(
+    encoder_model: nn.Module,
+    splits: ClothingSplits,
+    configs: Mapping[str, FinetuneConfig],
+    pad_id: int,
+    seed: int,
+    label: str,
+) -> FinetuneResult:
+    return finetune(encoder_model, splits, configs[label], pad_id, set_seed(seed), progress=False)
+
+
+_JOB: Callable[..., Any] | None = None  # the pool's job (set before forking, read by workers)
+
+
+def _pooled(
+    job: Callable[..., Any], keys: Sequence[Any], workers: int, encoder_model: nn.Module, bar
+) -> list:
+    """``[job(*key) or job(key) for key in keys]``, run in ``workers`` forked processes of one thread each.
+
+    The job is inherited by the forked workers (the encoder is not pickled); only the keys and the
+    results cross between processes. Results come back in the order of ``keys``.
+    """
+    _check_forkable(encoder_model)
+    global _JOB
+    _JOB = job
+    out = []
+    try:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(keys)), _one_thread) as pool:
+            for found in pool.imap(_run_job, keys):
+                out.append(found)
+                bar.update(1)
+    finally:
+        _JOB = None
+    return out
+
+
+def _run_job(key: Any) -> Any:
     assert _JOB is not None
-    return _JOB(*key)
+    return _JOB(*key) if isinstance(key, tuple) else _JOB(key)
 
 
 def _one_thread() -> None:
     torch.set_num_threads(1)
+
+
+def _check_workers(workers: int) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(
+            f"workers={workers!r} is not valid; it must be a positive integer (1: one run at a time)"
+        )
+    return workers
 
 
 def _check_forkable(encoder_model: nn.Module) -> None:
