@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from mtrec_utils.analyses.finetuning.finetune import FinetuneConfig, FinetuneResult, finetune
 from mtrec_utils.core.config import set_seed
 from mtrec_utils.data.finetune_data import ClothingSplits, clothing_splits
+from mtrec_utils.training.experiments import _can_fork, _check_workers, _init_worker  # the runs' fork pool
 
 KEPT = ("val_recommended_auc", "test_recommended_auc", "test_rating_rmse", "test_department_accuracy")
 
@@ -210,7 +210,8 @@ _JOB: Callable[..., Any] | None = None  # the pool's job (set before forking, re
 def _pooled(
     job: Callable[..., Any], keys: Sequence[Any], workers: int, encoder_model: nn.Module, bar
 ) -> list:
-    """``[job(*key) or job(key) for key in keys]``, run in ``workers`` forked processes of one thread each.
+    """``[job(*key) or job(key) for key in keys]``, run in ``workers`` forked processes of one thread each
+    (set up as :func:`~mtrec_utils.training.experiments.run_experiments` sets up its workers).
 
     The job is inherited by the forked workers (the encoder is not pickled); only the keys and the
     results cross between processes. Results come back in the order of ``keys``.
@@ -220,7 +221,7 @@ def _pooled(
     _JOB = job
     out = []
     try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(keys)), _one_thread) as pool:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(keys)), _init_worker) as pool:
             for found in pool.imap(_run_job, keys):
                 out.append(found)
                 bar.update(1)
@@ -234,20 +235,8 @@ def _run_job(key: Any) -> Any:
     return _JOB(*key) if isinstance(key, tuple) else _JOB(key)
 
 
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
-def _check_workers(workers: int) -> int:
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(
-            f"workers={workers!r} is not valid; it must be a positive integer (1: one run at a time)"
-        )
-    return workers
-
-
 def _check_forkable(encoder_model: nn.Module) -> None:
-    if not sys.platform.startswith("linux") or "fork" not in multiprocessing.get_all_start_methods():
+    if not _can_fork():
         raise ValueError(f"workers > 1 needs Linux (fork); on {sys.platform} pass workers=1")
     device = next(encoder_model.parameters()).device
     if device.type != "cpu":
