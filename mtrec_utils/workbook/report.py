@@ -77,14 +77,16 @@ def results_table(run: Mapping[str, Mapping], profile: str | None = None) -> pd.
 
 
 # Band kinds (mtrec_utils.workbook.expected): seed prediction intervals, exact values, identity bounds,
-# machine-dependent timings, cpu spreads (ratio), choices seen over seeds, and assumed (no spread measured).
-BAND_KINDS = ("seeds", "exact", "at_most", "timing", "ratio", "choice", "seen_once", "assumed")
+# machine-dependent timings, cpu spreads (ratio), choices seen over seeds, one-seed cpu metrics with the spread
+# of the smoke seeds (borrowed), and assumed (no spread measured).
+BAND_KINDS = ("seeds", "exact", "at_most", "timing", "ratio", "choice", "seen_once", "borrowed", "assumed")
 
 
 def band_provenance(profile: str) -> pd.DataFrame:
     """How the bands of ``profile`` were made, one row per notebook: the seeds run, the date, how many
     bands of each kind (:data:`BAND_KINDS`; ``seeds``: a prediction interval from the measured
-    seed-to-seed spread; ``assumed``: ±3%, no spread measured), and the command. An empty table when
+    seed-to-seed spread; ``borrowed``: a one-seed metric with the spread the ``smoke`` seeds measured for it;
+    ``assumed``: ±3%, no spread measured), and the command. An empty table when
     the profile has no expected file."""
     try:
         doc = load_expected(profile)
