@@ -375,12 +375,13 @@ def rederive(doc: Mapping) -> dict[str, dict[str, dict]]:
     (``from-runs``). A test checks that the committed bands equal this.
     """
     profile, bands = doc["profile"], {}
+    borrow = _smoke_bands(profile)  # read once for every one-run notebook
     for notebook, how in notebook_provenance(doc).items():
         if notebook == REPORT:
             continue
         if "from-runs" in how["how"]:
             one = {notebook: committed_run(profile, 0)[notebook]}
-            bands.update(derive_from_recorded_std(one, borrow=_smoke_bands(profile)))
+            bands.update(derive_from_recorded_std(one, borrow=borrow))
         else:
             bands.update(derive([{notebook: committed_run(profile, s)[notebook]} for s in how["seeds"]]))
     base = committed_run(profile, 0)  # cpu: seed folders hold only the notebooks derived from seeds

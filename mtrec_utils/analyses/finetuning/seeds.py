@@ -98,7 +98,7 @@ def compare_over_seeds(
     job = partial(_train_one, encoder_model, tokenizer, budget, configs)
     trained: dict[tuple[int, str], dict[str, float]] = {}
     if min(workers, len(todo)) > 1:
-        trained = dict(zip(todo, _pooled(job, todo, workers, encoder_model, bar)))
+        trained = dict(zip(todo, _pooled(lambda key: job(*key), todo, workers, encoder_model, bar)))
     else:
         splits: dict[int, ClothingSplits] = {}  # one draw per seed, shared by its modes
         for seed, mode in todo:
@@ -210,7 +210,7 @@ _JOB: Callable[..., Any] | None = None  # the pool's job (set before forking, re
 def _pooled(
     job: Callable[..., Any], keys: Sequence[Any], workers: int, encoder_model: nn.Module, bar
 ) -> list:
-    """``[job(*key) or job(key) for key in keys]``, run in ``workers`` forked processes of one thread each
+    """``[job(key) for key in keys]``, run in ``workers`` forked processes of one thread each
     (set up as :func:`~mtrec_utils.training.experiments.run_experiments` sets up its workers).
 
     The job is inherited by the forked workers (the encoder is not pickled); only the keys and the
@@ -232,7 +232,7 @@ def _pooled(
 
 def _run_job(key: Any) -> Any:
     assert _JOB is not None
-    return _JOB(*key) if isinstance(key, tuple) else _JOB(key)
+    return _JOB(key)
 
 
 def _check_forkable(encoder_model: nn.Module) -> None:
