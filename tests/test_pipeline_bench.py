@@ -81,13 +81,19 @@ def test_too_few_rows_are_rejected(encoder):
         compare_pipelines(encoder, USERS, ITEMS, [0] * 10, [0] * 10, [1.0] * 10, batch_size=8)
 
 
-def test_packed_encoding_equals_encoding_each_text_alone(encoder):
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # a boolean mask for SDPA, an additive one for eager
+def test_packed_encoding_equals_encoding_each_text_alone(encoder, attention):
     texts = EncoderText(encoder, USERS + ITEMS, 32)
     seqs = [texts.ids[k, : int(texts.lengths[k])] for k in range(len(USERS + ITEMS))]
+    before = encoder.model.config._attn_implementation
     encoder.model.eval()
-    with torch.no_grad():
-        packed, tokens = packed_encode(encoder.model, seqs)
-        alone = torch.cat([texts(torch.tensor([k])) for k in range(len(seqs))])
+    try:
+        encoder.model.set_attn_implementation(attention)
+        with torch.no_grad():
+            packed, tokens = packed_encode(encoder.model, seqs)
+            alone = torch.cat([texts(torch.tensor([k])) for k in range(len(seqs))])
+    finally:
+        encoder.model.set_attn_implementation(before)
     assert packed.shape == alone.shape and torch.allclose(packed, alone, atol=1e-5)
     assert tokens < len(seqs) * int(texts.lengths.max())  # less padding than one padded call
 

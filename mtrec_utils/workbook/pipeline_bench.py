@@ -90,8 +90,12 @@ def packed_encode(model: torch.nn.Module, seqs: Sequence[torch.Tensor]) -> tuple
     r, t = seg.shape
     same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0)  # (R, T, T)
     same |= torch.eye(t, dtype=torch.bool, device=seg.device)  # padding attends to itself: no empty row
-    mask = torch.zeros((r, 1, t, t), dtype=param.dtype, device=seg.device)
-    mask.masked_fill_(~same[:, None], torch.finfo(param.dtype).min)  # (R, 1, T, T) additive
+    mask = same[:, None]  # (R, 1, T, T), True = may attend
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        # eager attention adds the mask to its scores: it needs the additive float form (0 / -inf).
+        # SDPA takes the boolean mask as it is, which spares a (R, 1, T, T) fill and the model's checks.
+        additive = torch.zeros(mask.shape, dtype=param.dtype, device=seg.device)
+        mask = additive.masked_fill_(~mask, torch.finfo(param.dtype).min)
     hidden = model(
         input_ids=packed["input_ids"], attention_mask=mask, position_ids=packed["position_ids"]
     ).last_hidden_state  # (R, T, H)

@@ -9,7 +9,6 @@ notebook does at ``SEED = seed``, so section 2's runs can stand in for the first
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +22,8 @@ from tqdm.auto import tqdm
 
 from mtrec_utils.analyses.finetuning.finetune import FinetuneConfig, FinetuneResult, finetune
 from mtrec_utils.core.config import set_seed
+from mtrec_utils.core.pool import can_fork, check_workers, map_in_workers
 from mtrec_utils.data.finetune_data import ClothingSplits, clothing_splits
-from mtrec_utils.training.experiments import _can_fork, _check_workers, _init_worker  # the runs' fork pool
 
 KEPT = ("val_recommended_auc", "test_recommended_auc", "test_rating_rmse", "test_department_accuracy")
 
@@ -92,7 +91,7 @@ def compare_over_seeds(
     reuse = dict(reuse or {})
     if not configs or not seeds:
         raise ValueError(f"configs={list(configs)} and seeds={list(seeds)} must both be non-empty")
-    _check_workers(workers)
+    check_workers(workers)
     todo = [(s, m) for s in seeds for m in configs if (m, s) not in reuse]
     bar = tqdm(total=len(todo), desc="mode x seed", disable=not (progress and todo))
     job = partial(_train_one, encoder_model, tokenizer, budget, configs)
@@ -176,7 +175,7 @@ def finetune_modes(
     """
     if not configs:
         raise ValueError("configs must name at least one mode, e.g. {'lora': FinetuneConfig(mode='lora')}")
-    _check_workers(workers)
+    check_workers(workers)
     labels = list(configs)
     # Longest first, so that the last run to start is a short one (a run per task costs ~3 of the others).
     todo = sorted(labels, key=lambda k: -(configs[k].steps * (3 if configs[k].task_specific else 1)))
@@ -204,39 +203,17 @@ def _finetune_label(
     return finetune(encoder_model, splits, configs[label], pad_id, set_seed(seed), progress=False)
 
 
-_JOB: Callable[..., Any] | None = None  # the pool's job (set before forking, read by workers)
-
-
 def _pooled(
     job: Callable[..., Any], keys: Sequence[Any], workers: int, encoder_model: nn.Module, bar
 ) -> list:
-    """``[job(key) for key in keys]``, run in ``workers`` forked processes of one thread each
-    (set up as :func:`~mtrec_utils.training.experiments.run_experiments` sets up its workers).
-
-    The job is inherited by the forked workers (the encoder is not pickled); only the keys and the
-    results cross between processes. Results come back in the order of ``keys``.
-    """
+    """``[job(key) for key in keys]`` in ``workers`` forked processes of one thread each
+    (:func:`~mtrec_utils.core.pool.map_in_workers`); the encoder is inherited, not pickled."""
     _check_forkable(encoder_model)
-    global _JOB
-    _JOB = job
-    out = []
-    try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(keys)), _init_worker) as pool:
-            for found in pool.imap(_run_job, keys):
-                out.append(found)
-                bar.update(1)
-    finally:
-        _JOB = None
-    return out
-
-
-def _run_job(key: Any) -> Any:
-    assert _JOB is not None
-    return _JOB(key)
+    return map_in_workers(job, keys, workers, on_result=lambda key, result: bar.update(1))
 
 
 def _check_forkable(encoder_model: nn.Module) -> None:
-    if not _can_fork():
+    if not can_fork():
         raise ValueError(f"workers > 1 needs Linux (fork); on {sys.platform} pass workers=1")
     device = next(encoder_model.parameters()).device
     if device.type != "cpu":
