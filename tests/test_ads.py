@@ -130,3 +130,70 @@ def test_reference_rankings(world):
     assert isinstance(
         ads.impression_dataset(test_log, world["user_ids"], world["item_ids"]).tensors["click"], torch.Tensor
     ) and pd.api.types.is_integer_dtype(test_log["position"])
+
+
+def _train_modes(world, workers, modes=("pal", "ignore")):
+    train_log, test_log = split_log(world["log"], 0.2)
+    u, i = world["user_ids"], world["item_ids"]
+    sets = {
+        "impressions": ads.impression_dataset(train_log, u, i),
+        "history": ads.interest_dataset(world["train"], u, i),
+    }
+    val = {
+        "impressions": make_loader(ads.impression_dataset(test_log, u, i), 4096),
+        "history": make_loader(ads.interest_dataset(world["train"], u, i), 4096),
+    }
+    feats = ads.clicked_ads_features(world["log"], world["item_text"], u, i)
+    tasks = list(ads.ads_tasks().values())
+
+    def build(mode):
+        return ads.build_ads_model(
+            world["user_text"], world["item_text"], tasks, mode, user_features=feats, dim=8, hidden=16
+        )
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return ads.train_modes(
+            modes,
+            build,
+            sets,
+            val,
+            tasks,
+            seed=3,
+            batch_size=256,
+            workers=workers,
+            progress=False,
+            epochs=2,
+            lr=3e-2,
+            monitor="ctr/logloss",
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_train_modes_in_workers_gives_the_models_of_one_after_another(world):
+    serial_models, serial_hist = _train_modes(world, workers=1)
+    pooled_models, pooled_hist = _train_modes(world, workers=2)
+    assert list(pooled_models) == list(serial_models) == ["pal", "ignore"]
+    for mode in serial_models:
+        a, b = serial_models[mode].state_dict(), pooled_models[mode].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+        pd.testing.assert_frame_equal(
+            serial_hist[mode].drop(columns="seconds"), pooled_hist[mode].drop(columns="seconds")
+        )
+        assert serial_hist[mode].attrs["best_epoch"] == pooled_hist[mode].attrs["best_epoch"]
+        assert pooled_models[mode].training == serial_models[mode].training
+
+
+def test_train_modes_trains_each_mode_as_if_alone(world):
+    """A paired comparison: each mode starts from the seed, whatever trained before it (the notebook's
+    earlier design shared one shuffling generator, so the second model read the batches the first left)."""
+    after_pal, _ = _train_modes(world, workers=1, modes=("pal", "ignore"))
+    alone, _ = _train_modes(world, workers=1, modes=("ignore",))
+    a, b = after_pal["ignore"].state_dict(), alone["ignore"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="at least one position mode"):
+        ads.train_modes([], None, {}, {}, [], seed=0, batch_size=8)
+    with pytest.raises(ValueError, match="workers=0 is not valid"):
+        ads.train_modes(["pal"], None, {}, {}, [], seed=0, batch_size=8, workers=0)

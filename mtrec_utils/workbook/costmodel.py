@@ -292,10 +292,13 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         _T05("clothing", CL3, per_seed=True, max_epochs=None, pooled=True),
     ),
     # 06: 3 ads models (PAL, position as a feature, position-naive) on the simulated impressions and
-    # the rating history, epochs max(profile's, 3), frozen text embeddings. Their validation logloss
-    # keeps improving (patience 2), so they run every epoch: taken from 06's 14-minute cpu run.
+    # the rating history, epochs max(profile's, 3), frozen text embeddings, trained at once (WORKERS).
+    # Their validation logloss keeps improving (patience 2), so they run every epoch: taken from 06's
+    # 14-minute cpu run of the models one after another.
     "06_case_study_ads": (
-        Train("ads", ("ctr", "interest"), runs=3, min_epochs=3, stops_early=False, text="frozen"),
+        Train(
+            "ads", ("ctr", "interest"), runs=3, min_epochs=3, stops_early=False, pooled=True, text="frozen"
+        ),
     ),
     # 07: joint, single rating and single interest on the MovieLens bundle (cached text embeddings at
     # every profile), trained at once (WORKERS);

@@ -20,20 +20,23 @@ with the position) and whether the ad *attracted* them. Three ways to treat the 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
-from mtrec_utils.core.config import check_choice
+from mtrec_utils.core.config import check_choice, set_seed
+from mtrec_utils.core.pool import check_workers, map_in_workers
 from mtrec_utils.data.ads_sim import true_ndcg_at_k
-from mtrec_utils.data.datasets import TensorDictDataset, index_of
+from mtrec_utils.data.datasets import TensorDictDataset, index_of, make_loader
 from mtrec_utils.data.tasks import Task, like_labels
 from mtrec_utils.models.multitask import MultiTaskModel
 from mtrec_utils.models.towers import EntityTower, FrozenText
+from mtrec_utils.training.loop import fit
 
 POSITION_MODES = ("pal", "feature", "ignore")
 
@@ -198,6 +201,79 @@ def build_ads_model(
     }
     model = AdsModel(towers, tasks, position_mode, slate_size=slate_size, hidden=hidden, dropout=dropout)
     return model
+
+
+def train_modes(
+    modes: Sequence[str],
+    build: Callable[[str], nn.Module],
+    train_sets: Mapping[str, torch.utils.data.Dataset],
+    val_data: Mapping[str, object],
+    tasks: Sequence[Task],
+    *,
+    seed: int,
+    batch_size: int,
+    workers: int = 1,
+    progress: bool = True,
+    **fit_kw,
+) -> tuple[dict[str, nn.Module], dict[str, pd.DataFrame]]:
+    """Train one model per position mode, each from the same start: a paired comparison.
+
+    Every mode starts from ``set_seed(seed)``: the same initial weights where the models share a
+    part, the same dropout draws, and its own loaders over ``train_sets`` shuffled by a generator
+    seeded alike, so all modes see the same batches in the same order and differ by the mode alone.
+    Because nothing is shared between the runs, they can train at once (``workers``) with the same
+    results as one after another.
+
+    Args:
+        modes: e.g. :data:`POSITION_MODES`.
+        build: ``build(mode)`` -> a fresh model (e.g. a partial of :func:`build_ads_model`).
+        train_sets: ``{data name: Dataset}`` for every ``task.data``.
+        val_data: ``{data name: DataLoader}`` for early stopping (shared, never shuffled).
+        tasks: from :func:`ads_tasks`.
+        seed: seeds each run and its shuffling.
+        batch_size: training batch size.
+        workers: runs at once in forked processes of one thread each (CPU, Linux); 1: one after
+            another here, with each run's epoch bar.
+        progress: show progress (pooled: one bar over the modes).
+        **fit_kw: passed to :func:`~mtrec_utils.training.loop.fit` (epochs, lr, monitor, ...).
+
+    Returns:
+        ``({mode: trained model}, {mode: history})`` in the order of ``modes``; each model holds
+        its best epoch's weights.
+    """
+    check_workers(workers)
+    modes = list(modes)
+    if not modes:
+        raise ValueError("modes must name at least one position mode, e.g. ('pal', 'ignore')")
+    pooled = min(workers, len(modes)) > 1
+
+    def start(mode: str) -> tuple[nn.Module, dict]:
+        shuffle = set_seed(seed)  # before the model is built: its initial weights, then the batch order
+        model = build(mode)
+        loaders = {name: make_loader(ds, batch_size, True, shuffle) for name, ds in train_sets.items()}
+        return model, loaders
+
+    def job(mode: str):
+        model, loaders = start(mode)
+        history = fit(model, tasks, loaders, val_data, progress=progress and not pooled, **fit_kw)
+        if not pooled:
+            return model, history
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        return state, model.training, history
+
+    bar = tqdm(total=len(modes), desc="ads models", disable=not (progress and pooled))
+    found = map_in_workers(job, modes, workers if pooled else 1, on_result=lambda mode, r: bar.update(1))
+    bar.close()
+    models, histories = {}, {}
+    for mode, result in zip(modes, found):
+        if pooled:  # the same model, rebuilt here, with the weights the worker trained
+            state, training, histories[mode] = result
+            models[mode], _ = start(mode)
+            models[mode].load_state_dict(state)
+            models[mode].train(training)
+        else:
+            models[mode], histories[mode] = result
+    return models, histories
 
 
 @torch.no_grad()
