@@ -1,4 +1,5 @@
-"""Benchmarks: ``python -m mtrec_utils.bench throughput`` (and ``eval``, :mod:`~mtrec_utils.workbook.eval_bench`).
+"""Benchmarks: ``python -m mtrec_utils.bench throughput`` (and ``eval``, :mod:`~mtrec_utils.workbook.eval_bench`;
+``precision``, :mod:`~mtrec_utils.workbook.precision_bench`).
 
 Side by side in one run, on the same MovieLens rows, texts and encoder weights:
 
@@ -442,7 +443,25 @@ def main(argv: list[str] | None = None) -> int:
     from mtrec_utils.workbook.step_profile import steps_command
 
     add_steps_arguments(sub.add_parser("steps", help="one joint epoch's steps, profiled by phase and module"))
+    r = sub.add_parser(
+        "precision", help="float32 vs bfloat16 autocast on this CPU: speed and embedding error"
+    )
+    r.add_argument("--encoder", default="bundled-minilm", help="encoder name (default: bundled-minilm)")
+    r.add_argument("--batch-size", type=int, default=32, help="texts per batch (default 32)")
+    r.add_argument("--length", type=int, default=64, help="tokens per text (default 64)")
+    r.add_argument("--repeats", type=int, default=5, help="timed repeats, median kept (default 5)")
+    r.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    r.add_argument("--json", default=None, help="also write the result to this JSON file")
     args = p.parse_args(argv)
+    if args.command == "precision":
+        from mtrec_utils.workbook.precision_bench import format_precision, precision_bench
+
+        try:
+            result = precision_bench(args.encoder, args.batch_size, args.length, args.repeats, args.threads)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return _report(result, format_precision(result), args.json)
     if args.command == "steps":
         return steps_command(args)
     if args.command == "budgets":
