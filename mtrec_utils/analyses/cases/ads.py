@@ -247,14 +247,13 @@ def train_modes(
         raise ValueError("modes must name at least one position mode, e.g. ('pal', 'ignore')")
     pooled = min(workers, len(modes)) > 1
 
-    def start(mode: str) -> tuple[nn.Module, dict]:
+    def fresh(mode: str) -> tuple[nn.Module, torch.Generator]:
         shuffle = set_seed(seed)  # before the model is built: its initial weights, then the batch order
-        model = build(mode)
-        loaders = {name: make_loader(ds, batch_size, True, shuffle) for name, ds in train_sets.items()}
-        return model, loaders
+        return build(mode), shuffle
 
     def job(mode: str):
-        model, loaders = start(mode)
+        model, shuffle = fresh(mode)
+        loaders = {name: make_loader(ds, batch_size, True, shuffle) for name, ds in train_sets.items()}
         history = fit(model, tasks, loaders, val_data, progress=progress and not pooled, **fit_kw)
         if not pooled:
             return model, history
@@ -268,7 +267,7 @@ def train_modes(
     for mode, result in zip(modes, found):
         if pooled:  # the same model, rebuilt here, with the weights the worker trained
             state, training, histories[mode] = result
-            models[mode], _ = start(mode)
+            models[mode], _ = fresh(mode)
             models[mode].load_state_dict(state)
             models[mode].train(training)
         else:
