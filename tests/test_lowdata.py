@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -123,3 +124,37 @@ def test_clothing_bundle_texts_replays_the_bundles_sample():
     )
     texts = clothing_bundle_texts(profile, state)
     assert texts == expected.tolist() and len(texts) == profile.max_clothing_reviews
+
+
+def test_augmentation_over_seeds_in_two_workers_gives_the_serial_rows_bit_for_bit(one_thread):
+    from mtrec_utils.analyses.embedding.lowdata import augmentation_over_seeds, rank_with_histories
+    from mtrec_utils.core.config import set_seed
+    from mtrec_utils.models.history import augment_histories
+
+    samples = [([(s + j) % 6 for j in range(4)], (s + 4) % 6) for s in range(6)] * 5
+    hist = torch.tensor([[0, 1, 2, 3], [2, 3, 4, 5]])
+    exclude = torch.zeros(2, 6, dtype=torch.bool)
+    positives = [np.array([4]), np.array([0])]
+    settings = {"none": (), "crop": ("crop",), "both": ("crop", "mask")}
+    common = dict(num_items=6, epochs=2, dim=8)
+    args = (samples, settings, [0, 1], 2, hist, exclude, positives)
+    serial = augmentation_over_seeds(*args, workers=1, **common)
+    pooled = augmentation_over_seeds(*args, workers=2, **common)
+    pd.testing.assert_frame_equal(serial, pooled, check_exact=True)
+    assert list(serial.columns) == ["augmentation", "seed", "pairs", "ndcg@10"]
+    assert serial[["seed", "augmentation"]].values.tolist() == [[s, n] for s in (0, 1) for n in settings]
+    assert serial["pairs"].tolist() == [30, 90, 90] * 2  # 2 augmented copies of each pair, none for "none"
+    # one row is the notebook's loop body at that seed and setting
+    g = torch.Generator().manual_seed(1)
+    extra = augment_histories(samples, ("crop",), 2, 7, g)
+    set_seed(1)
+    by_hand = rank_with_histories(samples + extra, hist, exclude, positives, 6, epochs=2, dim=8, generator=g)
+    assert serial.loc[(serial["seed"] == 1) & (serial["augmentation"] == "crop"), "ndcg@10"].item() == by_hand
+
+
+def test_augmentation_over_seeds_needs_settings_and_seeds():
+    from mtrec_utils.analyses.embedding.lowdata import augmentation_over_seeds
+
+    hist, exclude = torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="must both be non-empty"):
+        augmentation_over_seeds([([0], 1)], {}, [0], 1, hist, exclude, [np.array([1])], 3)

@@ -162,3 +162,43 @@ def test_an_error_in_a_worker_reaches_the_caller():
     ]
     with pytest.raises(ValueError, match="nope"):
         run_experiments(runs, workers=2)
+
+
+def test_expected_cost_ranks_runs_by_their_work_per_epoch():
+    bundle = toy_bundle()
+    cost = experiments.expected_cost
+    single = cost(dict(bundle=bundle, task_names=["rating"]))
+    joint = cost(dict(bundle=bundle, task_names=TASKS))
+    alternating = cost(dict(bundle=bundle, task_names=TASKS, schedule="round_robin"))
+    mmoe = cost(dict(bundle=bundle, task_names=TASKS, arch="mmoe"))
+    ple = cost(dict(bundle=bundle, task_names=TASKS, arch="ple"))
+    sources = {t.data for t in bundle.select(TASKS)}
+    assert len(sources) > 1  # the joint run reads more than one loader per step
+    assert single < joint and alternating < joint
+    assert joint < ple < mmoe
+    assert mmoe == pytest.approx(joint * experiments.ARCH_COST["mmoe"])
+
+
+def test_workers_start_the_longest_runs_first_and_return_results_in_the_given_order(monkeypatch):
+    bundle = toy_bundle()
+    runs = [
+        dict(bundle=bundle, task_names=["rating"], seed=0, epochs=1),
+        dict(bundle=bundle, task_names=TASKS, seed=0, epochs=1, arch="mmoe"),
+        dict(bundle=bundle, task_names=TASKS, seed=0, epochs=1),
+        dict(bundle=bundle, task_names=["like"], seed=1, epochs=1),
+    ]
+    started = []
+
+    def in_order(job, keys, workers, on_result=None):  # the pool, run here, noting the start order
+        out = []
+        for key in keys:
+            started.append(key)
+            out.append(job(key))
+            on_result(key, out[-1])
+        return out
+
+    monkeypatch.setattr(experiments, "map_in_workers", in_order)
+    results = run_experiments(runs, workers=2)
+    assert started == [1, 2, 0, 3]  # mmoe, joint, then the single-task runs in their given order
+    serial = run_experiments(runs)
+    assert [r.test for r in results] == [r.test for r in serial]

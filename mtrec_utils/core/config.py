@@ -99,7 +99,10 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu": Profile(
         name="gpu",
-        description="full data, encoder fine-tuned end to end with mixed precision (one T4-class GPU)",
+        description=(
+            "full data; the encoder fine-tuned (mixed precision) where a notebook compares fine-tuning, "
+            "cached embeddings elsewhere (one T4-class GPU)"
+        ),
         encoder_mode="full",
         max_length=128,
         batch_size=128,

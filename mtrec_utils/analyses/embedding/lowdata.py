@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import torch
 
 from mtrec_utils.data.augment import augment_texts
@@ -133,6 +134,64 @@ def rank_with_histories(
     targets = torch.tensor([t for _, t in samples], dtype=torch.long)
     train_history_model(model, hist, targets, epochs=epochs, lr=lr, generator=generator)
     return ndcg_at_k(history_scores(model, eval_histories, exclude), positives, 10)
+
+
+def augmentation_over_seeds(
+    samples: Sequence[tuple[list[int], int]],
+    settings: Mapping[str, Sequence[str]],
+    seeds: Sequence[int],
+    copies: int,
+    eval_histories: torch.Tensor,
+    exclude: torch.Tensor,
+    positives,
+    num_items: int,
+    *,
+    workers: int = 1,
+    **rank_kwargs,
+) -> pd.DataFrame:
+    """NDCG@10 of :func:`rank_with_histories` for every augmentation setting at every seed.
+
+    Each (seed, setting) run draws its augmented pairs from a generator seeded with ``seed``
+    (:func:`~mtrec_utils.models.history.augment_histories`, mask id ``num_items + 1``), then seeds
+    Python, NumPy and PyTorch with ``seed`` before the model is built, and shuffles with the same
+    generator: a run depends only on its seed and setting, so the settings compare paired (same
+    initial weights at a seed) and the runs can train at once.
+
+    Args:
+        samples: the (history, next item) training pairs.
+        settings: ``{name: augmentation ops}``; ``()`` trains on ``samples`` alone.
+        seeds: the seeds.
+        copies: augmented copies per pair.
+        eval_histories, exclude, positives, num_items: as for :func:`rank_with_histories`.
+        workers: runs at once, each in a process forked from this one with one PyTorch thread
+            (:func:`~mtrec_utils.core.pool.map_in_workers`); the numbers are the same, bit for bit,
+            as one after another on one thread.
+        rank_kwargs: the other arguments of :func:`rank_with_histories` (``item_text``, ``epochs``, ...).
+
+    Returns:
+        One row per (seed, setting), seeds outer: ``augmentation``, ``seed``, ``pairs`` (training pairs
+        with the augmented ones) and ``ndcg@10``.
+    """
+    from mtrec_utils.core.config import set_seed
+    from mtrec_utils.core.pool import map_in_workers
+    from mtrec_utils.models.history import augment_histories
+
+    if not settings or not seeds:
+        raise ValueError(f"settings={list(settings)} and seeds={list(seeds)} must both be non-empty")
+
+    def one(key: tuple[int, str]) -> dict:
+        seed, name = key
+        g = torch.Generator().manual_seed(seed)
+        ops = settings[name]
+        extra = augment_histories(samples, ops, copies, num_items + 1, g) if ops else []
+        set_seed(seed)
+        ndcg = rank_with_histories(
+            list(samples) + extra, eval_histories, exclude, positives, num_items, generator=g, **rank_kwargs
+        )
+        return {"augmentation": name, "seed": seed, "pairs": len(samples) + len(extra), "ndcg@10": ndcg}
+
+    keys = [(seed, name) for seed in seeds for name in settings]
+    return pd.DataFrame(map_in_workers(one, keys, workers))
 
 
 def clothing_bundle_texts(profile, generator_state: torch.Tensor) -> list[str]:
