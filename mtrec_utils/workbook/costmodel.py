@@ -239,7 +239,7 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     # SEED only: 3 schedules (the joint one is section 2's run, kept by the memo: 2 alternating
     # trained), 6 weighting strategies on each dataset (gradnorm and pcgrad backpropagate per task),
     # MMoE on each dataset; all of these in a pool of worker processes (WORKERS); then the live-view
-    # joint run on its own.
+    # joint run on its own (it also carries section 9.1's affinity recorder).
     # At every profile only section 2's clothing models take the profile's mode (at gpu: the encoder
     # fine-tuned, the article's central comparison); MovieLens and the clothing comparisons of sections
     # 4 and 5 read cached embeddings (F).
@@ -256,13 +256,12 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         Train("movielens", ML3, arch="mmoe", pooled=True, text=F),
         Train("clothing", CL3, arch="mmoe", pooled=True, text=F),
         Train("movielens", ML3, text=F),
-        # section 9 (the seesaw): the affinity run (in this process); MMoE at the other seeds (SEED's is
-        # section 5's, kept by the memo: counted here once more) and PLE at every seed; the NSGA-II study
-        # (seesaw.STUDY_SIZES: trials of at most 1 / 6 / 2 epochs; not counted where a study shipped with the
-        # current code is reused); the best joint configuration and the
-        # three single-task models at every seed, with history features (a few percent more work per step,
-        # not counted).
-        Train("movielens", ML3, text=F),
+        # section 9 (the seesaw): its affinity measurements ride on the live-view run above; MMoE at the
+        # other seeds and PLE at every seed (trained in section 5's pool; SEED's MMoE is kept by the memo:
+        # counted here once more); the NSGA-II study (seesaw.STUDY_SIZES: trials of at most 1 / 6 / 2
+        # epochs; not counted where a study shipped with the current code is reused); the best joint
+        # configuration and the three single-task models at every seed, with history features (a few
+        # percent more work per step, not counted).
         Train("movielens", ML3, arch="mmoe", per_seed=True, pooled=True, text=F),
         Train("movielens", ML3, arch="ple", per_seed=True, pooled=True, text=F),
         Train(
@@ -932,7 +931,7 @@ MEASURED: dict[str, dict[str, float]] = {
         "01_joint_loss_and_gradients": 11.9,
         "02_building_datasets": 32.5,
         "03_single_task_baselines": 250.2,  # encodes the 23,486 clothing reviews into an empty cache (about 170 s)
-        "04_joint_training": 1167.0,  # the NSGA-II study reused from results/cpu/seesaw/tuning/
+        "04_joint_training": 1119.8,  # study reused from results/cpu/seesaw/tuning/; 05:36 UTC, a slower hour
         "05_joint_embedding_and_fusion": 259.8,
         "06_case_study_ads": 139.7,
         "07_case_study_personalization": 63.5,
