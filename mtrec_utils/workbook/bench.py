@@ -117,12 +117,10 @@ def bench_data(rows: int, seed: int = 0, tokenizer=None, batch_size: int = 32, m
     }
 
 
-def matmul_flops(
-    n: int = 1024, repeats: int = 10, device: torch.device | None = None, dtype: torch.dtype = torch.float32
-) -> float:
-    """Median FLOP/s of an (n x n) @ (n x n) matmul in ``dtype`` on ``device`` (2 n^3 FLOPs each)."""
+def matmul_flops(n: int = 1024, repeats: int = 10, device: torch.device | None = None) -> float:
+    """Median FLOP/s of an (n x n) @ (n x n) float32 matmul on ``device`` (2 n^3 FLOPs each)."""
     device = device or torch.device("cpu")
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     times = []
     for _ in range(repeats + 2):
         start = time.perf_counter()

@@ -25,7 +25,6 @@ import torch
 
 from mtrec_utils.core.config import check_positive
 from mtrec_utils.models.encoders import load_encoder, mean_pool
-from mtrec_utils.workbook.bench import matmul_flops
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -90,6 +89,8 @@ def precision_bench(
 
             return run
 
+        a, b = torch.randn(1024, 1024, generator=g), torch.randn(1024, 1024, generator=g)
+        a16, b16 = a.bfloat16(), b.bfloat16()
         was_training = model.training
         result: dict = {
             "encoder": encoder.name,
@@ -99,8 +100,8 @@ def precision_bench(
         }
         result["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         result["matmul_gflops"] = {
-            name: matmul_flops(1024, repeats, dtype=dtype) / 1e9
-            for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16))
+            "float32": 2 * 1024**3 / _median_seconds(lambda: a @ b, repeats) / 1e9,
+            "bfloat16": 2 * 1024**3 / _median_seconds(lambda: a16 @ b16, repeats) / 1e9,
         }
         model.eval()  # forward: as when texts are encoded for the cache (no dropout)
         result["forward_ms"] = {
