@@ -351,6 +351,43 @@ def test_tiny_end_to_end_run_gives_finite_numbers_for_every_method(data_cache):
     assert result.matrix("ewc").shape == (4, 4)
 
 
+def _tiny_continual(ml, **kwargs):
+    sizes = dict(max_ratings=2_000, epochs=1, batch_size=512, hidden=16, dim=8)
+    return C.run_continual(
+        "smoke", None, seed=0, movielens=ml, device="cpu", progress=False, **sizes, **kwargs
+    )
+
+
+def test_methods_trained_in_workers_equal_one_after_another_bit_for_bit(data_cache):
+    from mtrec_utils.core.pool import can_fork
+    from mtrec_utils.data import load_movielens
+
+    if not can_fork():
+        pytest.skip("worker processes need fork (Linux)")
+    ml = load_movielens(data_cache)
+    serial = _tiny_continual(ml, workers=1)
+    pooled = _tiny_continual(ml, workers=2)
+    alone = _tiny_continual(ml, workers=1, methods=["ewc"])  # no other method ran before it
+    assert list(pooled.summary.index) == list(C.METHODS) == list(serial.matrices)
+    for method, by_metric in serial.matrices.items():
+        for metric, a in by_metric.items():
+            np.testing.assert_array_equal(pooled.matrices[method][metric], a, err_msg=f"{method} {metric}")
+    for metric, a in serial.matrices["ewc"].items():
+        np.testing.assert_array_equal(alone.matrices["ewc"][metric], a)
+    costs = ["stored_ratings", "extra_parameters"]
+    pd.testing.assert_frame_equal(pooled.summary[costs], serial.summary[costs])
+
+
+def test_run_continual_rejects_a_bad_workers_count():
+    with pytest.raises(ValueError, match="workers"):
+        C.run_continual(encoder=None, movielens=fake_movielens(), progress=False, workers=0)
+
+
+def test_methods_start_costliest_first():
+    assert sorted(C.METHODS, key=lambda m: -C.METHOD_COST[m])[0] == "scratch"
+    assert set(C.METHOD_COST) == set(C.METHODS)
+
+
 # --- plots ------------------------------------------------------------------------------------
 
 

@@ -332,10 +332,12 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
     # 10, section 1 (continual learning): 1 + 5 methods x 3 periods of small-model training on frozen
     # cached embeddings (hidden 64, dim 32, early-stopped per period; scratch retrains on every period
     # so far), plus the EWC Fisher passes and P x P evaluations. The model is not one of Train's sizes:
-    # a stated estimate, one thread on the calibration machine (cpu: 229 s measured with other jobs on
-    # both cores, so about 120 s idle; gpu: the same runs, small models gain little from a GPU).
+    # a stated estimate for the calibration machine. Measured 2026-12-01 on a machine whose small-model
+    # step is 1.3x slower (`bench steps`: 59.5 vs 45.7 ms): 44.9 s one method after another, 25.9 s with
+    # the methods in 2 workers (run_continual(workers=2)); so about 34 s serial (gpu: one process, small
+    # models gain little from a GPU) and 20 s at cpu, where the notebook pools them.
     "10_continual_fewshot_robustness": (
-        Other({"smoke": 6, "cpu": 120, "gpu": 120}),
+        Other({"smoke": 6, "cpu": 20, "gpu": 34}),
         # section 2 (few-shot): every distinct text (prompts, label descriptions, plain examples of the
         # test samples and of every k-shot set) encoded once, forward only; the softmax-head fits are
         # small (under 1 s at smoke, stated).
