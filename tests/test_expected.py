@@ -54,8 +54,8 @@ def test_a_band_is_a_t_prediction_interval_around_the_mean_of_the_seeds():
     assert count["kind"] == "exact" and check_one(count, 100_000)[0] and not check_one(count, 99_999)[0]
     epochs = band("ml_u1_best_epoch_joint", [2, 1, 2, 2, 3])  # a count that seeds change gets a band
     assert epochs["kind"] == "seeds" and check_one(epochs, 1)[0]
-    fixed = band("toy_final_loss_ew_task1", [2.0] * 5)  # deterministic float: float32 noise passes
-    assert check_one(fixed, 2.0 + 1e-6)[0] and not check_one(fixed, 2.0001)[0]
+    fixed = band("toy_final_loss_ew_task1", [2.0] * 5)  # deterministic float: another CPU's rounding passes
+    assert check_one(fixed, 2.0 + 1e-4)[0] and not check_one(fixed, 2.0 + 3e-4)[0]  # FLOOR_REL: 1e-4 x 2.0
     sha = band("ml_u1_test_sha256", ["ab", "ab"])
     assert sha["kind"] == "exact" and check_one(sha, "ab")[0] and not check_one(sha, "ac")[0]
     speed = band("article_pipeline_speedup", [2.0, 3.0])
@@ -272,6 +272,23 @@ def test_an_unseen_seed_at_cpu_falls_outside_at_most_one_percent_of_the_cpu_band
     outside = table[table.status == "FAIL"]
     assert len(table) >= 220 and len(outside) <= 0.01 * len(table), outside.to_string()
     assert (table[table.notebook == "04_joint_training"].status == "pass").sum() >= 140
+
+
+def test_a_cpu_run_on_another_kind_of_cpu_falls_inside_every_cpu_band():
+    """Notebook 10 at cpu, seed 0, on an AMD CPU with AVX2 (results/cpu/other_machine/amd_avx2/): its
+    embeddings round differently from those of the machines of the committed seeds, and one zero-shot AUC
+    on which every seed agreed moved by 4.9e-5 relative, outside the former 1e-6 floor."""
+    from mtrec_utils.workbook.expected import FLOOR_REL
+
+    run = read_run(RESULTS_DIR / "cpu" / "other_machine" / "amd_avx2")
+    assert set(run) == {"10_continual_fewshot_robustness"}
+    table = compare(run, load_expected("cpu")["metrics"])
+    assert len(table) >= 100 and (table.status == "pass").all(), table[table.status != "pass"].to_string()
+    moved = run["10_continual_fewshot_robustness"]["ml_u1_fewshot_like_prompt_k0"]
+    agreed = load_expected("cpu")["metrics"]["10_continual_fewshot_robustness"][
+        "ml_u1_fewshot_like_prompt_k0"
+    ]
+    assert agreed["seed_std"] == 0.0 and 1e-6 < abs(moved - agreed["value"]) / agreed["value"] < FLOOR_REL
 
 
 @pytest.mark.parametrize("seed", [5, 6])
