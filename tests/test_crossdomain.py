@@ -109,3 +109,62 @@ def test_domain_model_reads_text_through_the_given_adapter():
     assert model.towers["item"].id_emb is None and model.towers["user"].text.adapter is adapter
     out = model({"user": torch.tensor([0]), "item": torch.tensor([1])}, ["rating"])["rating"]
     assert out.shape == (1, 1)
+
+
+def two_toy_domains():
+    from mtrec_utils.analyses.embedding.crossdomain import cross_domain_over_seeds
+
+    bundles = {"a": toy_bundle(), "b": toy_bundle(n=200)}
+    kwargs = dict(text_dim=6, epochs=2, lr=1e-2)
+    run = lambda seeds, **kw: cross_domain_over_seeds(  # noqa: E731
+        bundles,
+        {"a": "ratings", "b": "ratings"},
+        {"a": ["rating", "like"], "b": ["rating"]},
+        seeds,
+        **kwargs,
+        **kw,
+    )
+    return bundles, run
+
+
+def test_cross_domain_runs_in_workers_equal_one_after_another_and_leave_the_bundles_alone():
+    import numpy as np
+    import pandas as pd
+
+    from mtrec_utils.core.pool import can_fork
+
+    if not can_fork():
+        pytest.skip("worker processes need fork (Linux)")
+    bundles, run = two_toy_domains()
+    shuffle_state = bundles["a"].train["ratings"].generator.get_state()
+    torch.manual_seed(123)
+    serial = run([0, 1], workers=1)
+    after_serial = torch.rand(3)
+    torch.manual_seed(123)
+    pooled = run([0, 1], workers=2)
+    assert torch.equal(torch.rand(3), after_serial)  # the caller's random state, whichever way
+    pd.testing.assert_frame_equal(pooled, serial)
+    assert torch.equal(bundles["a"].train["ratings"].generator.get_state(), shuffle_state)
+    assert set(serial["domain"]) == {"a", "b"} and set(serial["seed"]) == {0, 1}
+    assert {"rating/rmse", "like/auc"} <= set(serial.loc[serial.domain == "a", "metric"])
+    assert set(serial.loc[serial.domain == "b", "metric"]) >= {"rating/rmse"}
+    assert np.isfinite(serial[["alone", "together", "gain"]].to_numpy()).all()
+    # a seed's runs do not depend on the other seeds: seed 1 alone gives seed 1's rows
+    one = run([1], workers=1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(one, serial[serial.seed == 1].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("change", ["one domain", "no seeds", "missing source"])
+def test_cross_domain_over_seeds_rejects_what_it_cannot_run(change):
+    from mtrec_utils.analyses.embedding.crossdomain import cross_domain_over_seeds
+
+    bundles = {"a": toy_bundle(), "b": toy_bundle()}
+    sources, tasks, seeds = {"a": "ratings", "b": "ratings"}, {"a": ["rating"], "b": ["rating"]}, [0]
+    if change == "one domain":
+        bundles = {"a": bundles["a"]}
+    elif change == "no seeds":
+        seeds = []
+    else:
+        sources = {"a": "ratings"}
+    with pytest.raises(ValueError, match="two or more domains"):
+        cross_domain_over_seeds(bundles, sources, tasks, seeds, text_dim=6, epochs=1, lr=1e-2)

@@ -271,7 +271,7 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         *(Train("movielens", (t,), per_seed=True, pooled=True, text=F) for t in ML3),
     ),
     # 05 (frozen text throughout, on the CPU, epochs <= MAX_EPOCHS=6, seeds <= MAX_SEEDS=2; the fusion,
-    # cold-start and low-data runs in a pool of WORKERS processes): the joint embedding
+    # cold-start, cross-domain and low-data runs in a pool of WORKERS processes): the joint embedding
     # space (rating + in-batch interest), 4 fusions + "sum, ID + text" per seed, 4 cold-start models
     # on the thinned ratings, cross-domain per seed (together: both datasets; alone: each), the
     # low-data runs per num_seeds at the profile's epochs (10%, 10% + 2 augmented copies, all data).
@@ -284,8 +284,8 @@ WORK_PLAN: dict[str, tuple[Any, ...]] = {
         ),
         _T05("movielens", ("rating", "like"), runs=3, data=0.85, pooled=True),
         _T05("movielens", ("rating", "like"), data=0.85, arch="gate", pooled=True),
-        _T05("movielens", ("rating", "like"), runs=2, per_seed=True, max_seeds=2),
-        _T05("clothing", CL3, runs=2, per_seed=True, max_seeds=2),
+        _T05("movielens", ("rating", "like"), runs=2, per_seed=True, max_seeds=2, pooled=True),
+        _T05("clothing", CL3, runs=2, per_seed=True, max_seeds=2, pooled=True),
         _T05("clothing", CL3, per_seed=True, data=0.1, max_epochs=None, pooled=True),
         _T05("clothing", CL3, per_seed=True, data=0.3, max_epochs=None, pooled=True),
         _T05("clothing", CL3, per_seed=True, max_epochs=None, pooled=True),

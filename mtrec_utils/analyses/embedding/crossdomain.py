@@ -17,7 +17,9 @@ per domain, the epoch with the best validation metric.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -208,3 +210,125 @@ def domain_model(
         kw = dict(kw) | ({} if use_id is None else {"use_id": use_id})
         towers[k] = EntityTower(text=AdaptedText(bundle.texts[k], adapter), dim=bundle.dim, **kw)
     return init_heads(build_model("hard", towers, tasks, hidden), bundle), tasks
+
+
+def _cross_domain_job(
+    key: tuple[tuple[str, ...], int],
+    bundles: Mapping,
+    sources: Mapping[str, str],
+    domain_tasks: Mapping[str, Sequence[str]],
+    text_dim: int,
+    epochs: int,
+    lr: float,
+) -> dict[str, dict[str, float]]:
+    """One run of :func:`cross_domain_over_seeds`: ``domains`` trained together at ``seed``."""
+    from mtrec_utils.core.config import set_seed
+    from mtrec_utils.data.datasets import make_loader
+
+    domains, seed = key
+    set_seed(seed)
+    adapter = SharedAdapter(text_dim)
+    pairs = {d: domain_model(bundles[d], adapter, domain_tasks[d], use_id=False) for d in domains}
+    train = {}
+    for d in domains:  # each run shuffles from its seed, whatever ran before it
+        loader = bundles[d].train[sources[d]]
+        shuffle = torch.Generator().manual_seed(seed)
+        train[d] = make_loader(loader.dataset, int(loader.batch_size), shuffle=True, generator=shuffle)
+    return train_cross_domain(
+        {d: m for d, (m, _) in pairs.items()},
+        {d: ts for d, (_, ts) in pairs.items()},
+        train,
+        {d: bundles[d].val for d in domains},
+        {d: bundles[d].test for d in domains},
+        epochs=epochs,
+        lr=lr,
+        mode="alternate",
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def cross_domain_over_seeds(
+    bundles: Mapping,
+    sources: Mapping[str, str],
+    domain_tasks: Mapping[str, Sequence[str]],
+    seeds: Sequence[int],
+    *,
+    text_dim: int,
+    epochs: int,
+    lr: float,
+    workers: int = 1,
+):
+    """Every domain alone and all of them together, at each seed: the transfer table (notebook 05).
+
+    Each run starts from ``set_seed(seed)`` and shuffles its domains' training data with a generator
+    of its own seeded by ``seed``, so "alone" and "together" see the same shuffles at a seed (a paired
+    comparison), and the runs can train at once without changing a number. The bundles' own loaders
+    and generators are not used, and the global random states are the same afterwards as before.
+
+    Args:
+        bundles: ``{domain: TaskBundle}`` with frozen text modules.
+        sources: ``{domain: name of its training loader}`` (e.g. ``"ratings"``, ``"reviews"``).
+        domain_tasks: ``{domain: task names}``; each domain's tasks read its one training loader.
+        seeds: one together run and one alone run per domain at each seed.
+        text_dim: width of the text embeddings (the encoder's ``dim``): the shared adapter's.
+        epochs, lr: as :func:`train_cross_domain`.
+        workers: runs at once, each in a process forked from this one with one PyTorch thread
+            (:func:`~mtrec_utils.core.pool.map_in_workers`; Linux and CPU only).
+
+    Returns:
+        A DataFrame, one row per (domain, seed, metric): ``alone``, ``together`` and ``gain``
+        (:func:`transfer_gain`: positive = better together).
+
+    Raises:
+        ValueError: no seeds, fewer than two domains, or a domain missing from ``sources`` or
+            ``domain_tasks``; ``workers`` not a positive integer.
+    """
+    import pandas as pd
+
+    from mtrec_utils.core.pool import map_in_workers
+
+    domains = tuple(bundles)
+    missing = sorted((set(domains) - set(sources)) | (set(domains) - set(domain_tasks)))
+    if len(domains) < 2 or missing or not seeds:
+        raise ValueError(
+            f"cross_domain_over_seeds needs two or more domains, each in sources and domain_tasks, and a "
+            f"seed; got domains {list(domains)}, missing {missing}, seeds {list(seeds)}"
+        )
+    keys = [(run, s) for s in seeds for run in (domains, *((d,) for d in domains))]
+    # together (the most steps) first, so a short run starts last
+    todo = sorted(keys, key=lambda k: -len(k[0]))
+    job = partial(
+        _cross_domain_job,
+        bundles=bundles,
+        sources=sources,
+        domain_tasks=domain_tasks,
+        text_dim=text_dim,
+        epochs=epochs,
+        lr=lr,
+    )
+    # a run seeds the global generators; put the caller's states back, so that what follows draws the
+    # same whether the runs trained here (workers=1) or in workers
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        results = dict(zip(todo, map_in_workers(job, todo, workers)))
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+    rows = []
+    for s in seeds:
+        together = results[(domains, s)]
+        for d in domains:
+            alone = results[((d,), s)][d]
+            rows += [
+                {
+                    "domain": d,
+                    "seed": s,
+                    "metric": m,
+                    "alone": alone[m],
+                    "together": together[d][m],
+                    "gain": g,
+                }
+                for m, g in transfer_gain(alone, together[d]).items()
+            ]
+    return pd.DataFrame(rows)
