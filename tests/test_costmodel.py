@@ -168,6 +168,26 @@ def test_bench_budgets_writes_predicted_budget_and_measured(tmp_path, cache_file
     assert bench.main(["budgets", "--profiles", "fast"]) == 2
 
 
+def test_bench_budgets_for_the_calibration_machine_measures_nothing_here(tmp_path, cache_file, monkeypatch):
+    from mtrec_utils.workbook import bench
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("--machine calibration must not measure this machine")
+
+    monkeypatch.setattr(bench, "matmul_flops", no_measuring)
+    out = tmp_path / "budgets.json"
+    argv = ["budgets", "--profiles", "smoke,cpu", "--encoder", "tiny-random", "--cache", str(cache_file)]
+    assert bench.main([*argv, "--machine", "calibration", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    device = cm.calibration_device()
+    for profile in ("smoke", "cpu"):
+        for name, row in report[profile].items():
+            expected = cm.predict(
+                name, profile, device=device, cache=cm.FlopCache(cache_file), encoder="tiny-random"
+            )
+            assert row["predicted_s"] == pytest.approx(expected, abs=0.06), (profile, name)
+
+
 def test_measured_runs_read_the_profile_from_the_metrics_file_of_older_summaries(tmp_path):
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "03_single_task_baselines.json").write_text('{"profile": "cpu", "metrics": {}}')

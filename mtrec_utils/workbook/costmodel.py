@@ -1394,6 +1394,13 @@ def add_budgets_arguments(parser: argparse.ArgumentParser) -> None:
         "--calibration", action="store_true", help="also print predicted/measured of the calibration runs"
     )
     parser.add_argument(
+        "--machine",
+        choices=("this", "calibration"),
+        default="this",
+        help="predict smoke and cpu for this machine (its matmul speed, measured) or for the machine the "
+        "constants were fitted on, as it was then (the README's table; the same numbers anywhere)",
+    )
+    parser.add_argument(
         "--recalibrate", action="store_true", help="fit the calibration constants again and print them"
     )
 
@@ -1412,7 +1419,8 @@ def budgets_command(args: argparse.Namespace, measure: Measure | None = None) ->
             print(f"error: {e}", file=sys.stderr)
             return 2
     cache = args.cache or None
-    report = budgets_report(profiles, args.measured, cache, args.encoder, measure=measure)
+    device = calibration_device() if getattr(args, "machine", "this") == "calibration" else None
+    report = budgets_report(profiles, args.measured, cache, args.encoder, device=device, measure=measure)
     print(markdown_budgets(report) if args.markdown else format_budgets(report))
     if args.calibration:
         print("\n" + calibration_table(cache, args.encoder))
