@@ -1419,7 +1419,7 @@ def budgets_command(args: argparse.Namespace, measure: Measure | None = None) ->
             print(f"error: {e}", file=sys.stderr)
             return 2
     cache = args.cache or None
-    device = calibration_device() if getattr(args, "machine", "this") == "calibration" else None
+    device = calibration_device() if args.machine == "calibration" else None
     report = budgets_report(profiles, args.measured, cache, args.encoder, device=device, measure=measure)
     print(markdown_budgets(report) if args.markdown else format_budgets(report))
     if args.calibration:

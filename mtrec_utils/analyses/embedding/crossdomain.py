@@ -17,7 +17,6 @@ per domain, the epoch with the best validation metric.
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 
@@ -286,6 +285,7 @@ def cross_domain_over_seeds(
     import pandas as pd
 
     from mtrec_utils.core.pool import map_in_workers
+    from mtrec_utils.training.resume import capture_random_state, restore_random_state
 
     domains = tuple(bundles)
     missing = sorted((set(domains) - set(sources)) | (set(domains) - set(domain_tasks)))
@@ -308,13 +308,11 @@ def cross_domain_over_seeds(
     )
     # a run seeds the global generators; put the caller's states back, so that what follows draws the
     # same whether the runs trained here (workers=1) or in workers
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    state = capture_random_state([])
     try:
         results = dict(zip(todo, map_in_workers(job, todo, workers)))
     finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+        restore_random_state(state, [])
     rows = []
     for s in seeds:
         together = results[(domains, s)]

@@ -863,7 +863,7 @@ def run_continual(
     here = workers == 1 or len(methods) == 1  # serial: the bar moves at every period, else per method
     job = partial(_run_method, data=data, first=first, first_seconds=first_seconds, bar=bar if here else None)
     # the costliest first (scratch retrains on every period so far), so a short one starts last
-    todo = sorted(methods, key=lambda m: -METHOD_COST.get(m, 1.0))
+    todo = sorted(methods, key=lambda m: -METHOD_COST[m])
     done = map_in_workers(job, todo, workers, None if here else lambda m, _: bar.update(num - 1))
     runs = dict(zip(todo, done))
     matrices = {m: runs[m][0] for m in methods}
